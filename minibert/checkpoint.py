@@ -1,0 +1,269 @@
+"""Hugging Face BERT checkpoints in and out of minibert.
+
+One table, KEY_MAP, pairs each minibert parameter name with its Hugging Face name; loading reads it one way and
+saving the other. Checkpoint dialects are handled by normalising names before the table is consulted:
+- `LayerNorm.gamma` / `LayerNorm.beta` (the original TF export, as in bert-base-uncased) -> `weight` / `bias`;
+- the `bert.` prefix, present in head checkpoints and absent from bare `BertModel` exports, is added or dropped;
+- tensors minibert derives instead of storing (DERIVED) are checked where that means something, then set aside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from minibert.config import BertConfig
+from minibert.errors import CheckpointError, ConfigError
+from minibert.hub import WEIGHT_FILES, resolve
+from minibert.io import atomic_path
+
+logger = logging.getLogger("minibert")
+
+# (minibert name, Hugging Face name). "{i}" is a layer index. Encoder rows are relative to the encoder, which
+# head models keep under `bert.` on both sides.
+ENCODER_KEY_MAP = [
+    ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
+    ("embeddings.position_embeddings.weight", "embeddings.position_embeddings.weight"),
+    ("embeddings.token_type_embeddings.weight", "embeddings.token_type_embeddings.weight"),
+    ("embeddings.norm.{p}", "embeddings.LayerNorm.{p}"),
+    ("layers.{i}.attention.query.{p}", "encoder.layer.{i}.attention.self.query.{p}"),
+    ("layers.{i}.attention.key.{p}", "encoder.layer.{i}.attention.self.key.{p}"),
+    ("layers.{i}.attention.value.{p}", "encoder.layer.{i}.attention.self.value.{p}"),
+    ("layers.{i}.attention.output.{p}", "encoder.layer.{i}.attention.output.dense.{p}"),
+    ("layers.{i}.attention_norm.{p}", "encoder.layer.{i}.attention.output.LayerNorm.{p}"),
+    ("layers.{i}.ffn.intermediate.{p}", "encoder.layer.{i}.intermediate.dense.{p}"),
+    ("layers.{i}.ffn.output.{p}", "encoder.layer.{i}.output.dense.{p}"),
+    ("layers.{i}.ffn_norm.{p}", "encoder.layer.{i}.output.LayerNorm.{p}"),
+    ("pooler.dense.{p}", "pooler.dense.{p}"),
+]
+HEAD_KEY_MAP = [
+    ("mlm.dense.{p}", "cls.predictions.transform.dense.{p}"),
+    ("mlm.norm.{p}", "cls.predictions.transform.LayerNorm.{p}"),
+    ("mlm.bias", "cls.predictions.bias"),
+    ("nsp.{p}", "cls.seq_relationship.{p}"),
+    ("classifier.{p}", "classifier.{p}"),
+    ("qa_outputs.{p}", "qa_outputs.{p}"),
+]
+ENCODER_PREFIX = "bert."
+LEGACY_NAMES = [(re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"),
+                                                                          "LayerNorm.bias")]
+# Tensors some checkpoints store that minibert derives: the position index buffer, and the MLM decoder, whose
+# weight is the word-embedding matrix and whose bias is cls.predictions.bias.
+DERIVED = {
+    "embeddings.position_ids": None,
+    "cls.predictions.decoder.weight": "embeddings.word_embeddings.weight",
+    "cls.predictions.decoder.bias": "cls.predictions.bias",
+}
+
+
+def _to_regex(pattern: str) -> re.Pattern:
+    body = re.escape(pattern).replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{p\}", r"(?P<p>weight|bias)")
+    return re.compile(body + "$")
+
+
+def _translate(name: str, table: list[tuple[str, str]], source: int) -> str | None:
+    """Map `name` through `table` from column `source` (0 = minibert, 1 = Hugging Face) to the other column."""
+    for row in table:
+        match = _to_regex(row[source]).match(name)
+        if match:
+            return row[1 - source].format(**match.groupdict())
+    return None
+
+
+def hf_name(minibert_name: str) -> str:
+    """minibert parameter name -> Hugging Face name, for a model of any class."""
+    if minibert_name.startswith(ENCODER_PREFIX):
+        inner = _translate(minibert_name[len(ENCODER_PREFIX):], ENCODER_KEY_MAP, 0)
+        if inner is not None:
+            return ENCODER_PREFIX + inner
+    found = _translate(minibert_name, ENCODER_KEY_MAP + HEAD_KEY_MAP, 0)
+    if found is None:
+        raise KeyError(f"minibert parameter {minibert_name!r} has no row in the key map")
+    return found
+
+
+def hf_state_dict(model: torch.nn.Module) -> dict[str, Tensor]:
+    """The model's parameters under Hugging Face names (the tied decoder weight is not repeated)."""
+    return {hf_name(name): tensor for name, tensor in model.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading weight files
+# ----------------------------------------------------------------------------------------------------------------
+def _read_safetensors(path: Path) -> dict[str, Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def _read_bin(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: expected a dict of tensors")
+    return state
+
+
+def read_weights(path: Path) -> dict[str, Tensor]:
+    """A .safetensors or .bin file, or a sharded checkpoint's `*.index.json`."""
+    if path.name.endswith(".index.json"):
+        weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map", {})
+        state: dict[str, Tensor] = {}
+        for shard in sorted(set(weight_map.values())):
+            state.update(read_weights(path.parent / shard))
+        return state
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return _read_bin(path)
+
+
+def find_weights(folder: Path) -> Path:
+    for name in WEIGHT_FILES + ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder}: no weights found (expected one of {', '.join(WEIGHT_FILES)})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class LoadReport:
+    """What loading did with each tensor, so nothing is silently dropped or silently invented."""
+    source: str
+    loaded: int = 0
+    legacy_renamed: int = 0
+    newly_initialised: list[str] = field(default_factory=list)  # minibert names with no tensor in the checkpoint
+    unused: list[str] = field(default_factory=list)  # checkpoint names the model has no place for
+    derived: list[str] = field(default_factory=list)  # checkpoint names minibert derives instead (position_ids...)
+
+    def summary(self) -> str:
+        lines = [f"loaded {self.loaded} tensors from {self.source}"
+                 + (f" ({self.legacy_renamed} legacy gamma/beta names)" if self.legacy_renamed else "")]
+        if self.derived:
+            lines.append(f"derived rather than loaded: {', '.join(self.derived)}")
+        if self.newly_initialised:
+            lines.append(f"newly initialised (train before use): {', '.join(self.newly_initialised)}")
+        if self.unused:
+            lines.append(f"not used by this model: {', '.join(self.unused)}")
+        return "\n".join(lines)
+
+
+def _normalise(name: str, report: LoadReport) -> str:
+    for pattern, modern in LEGACY_NAMES:
+        if pattern.search(name):
+            report.legacy_renamed += 1
+            return pattern.sub(modern, name)
+    return name
+
+
+def _is_encoder_name(name: str) -> bool:
+    return _translate(name, ENCODER_KEY_MAP, 1) is not None or name in DERIVED and name.startswith("embeddings")
+
+
+def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source: str) -> tuple[dict, LoadReport]:
+    """Rename a Hugging Face state dict to the model's names, checking shapes; returns it with a report."""
+    report = LoadReport(source)
+    has_encoder_prefix = any(name.startswith(ENCODER_PREFIX) for name in model.state_dict())
+    expected = {hf_name(name): name for name in model.state_dict()}  # HF name -> minibert name
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    mapped: dict[str, Tensor] = {}
+    decoder_weight = None
+    for raw_name, tensor in checkpoint.items():
+        name = _normalise(raw_name, report)
+        # Bring the name to the model's prefix convention: add `bert.` for a head model reading a bare encoder
+        # export, drop it for a bare encoder reading a head checkpoint.
+        if has_encoder_prefix and not name.startswith(ENCODER_PREFIX) and _is_encoder_name(name):
+            name = ENCODER_PREFIX + name
+        elif not has_encoder_prefix and name.startswith(ENCODER_PREFIX):
+            name = name[len(ENCODER_PREFIX):]
+        bare = name[len(ENCODER_PREFIX):] if name.startswith(ENCODER_PREFIX) else name
+        if bare in DERIVED:
+            report.derived.append(raw_name)
+            if bare == "cls.predictions.decoder.weight":
+                decoder_weight = (raw_name, tensor)
+            continue
+        if name not in expected:
+            report.unused.append(raw_name)
+            continue
+        target = expected[name]
+        if tuple(tensor.shape) != shapes[target]:
+            raise CheckpointError(f"{source}: {raw_name} has shape {tuple(tensor.shape)} in the checkpoint but "
+                                  f"{shapes[target]} in the model ({target}); check config.json")
+        mapped[target] = tensor
+    if decoder_weight is not None:
+        embeddings = mapped.get(f"{'bert.' if has_encoder_prefix else ''}embeddings.word_embeddings.weight")
+        if embeddings is not None and not torch.equal(decoder_weight[1].to(embeddings.dtype), embeddings):
+            logger.warning("%s: %s differs from the word embeddings; minibert ties them and uses the embeddings",
+                           source, decoder_weight[0])
+    report.loaded = len(mapped)
+    report.newly_initialised = [name for name in model.state_dict() if name not in mapped]
+    return mapped, report
+
+
+def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | None = None,
+                    dtype: torch.dtype | None = None, **config_overrides):
+    """Build `cls` from a checkpoint folder, a single weights file (config.json beside it, or `config=`), or a
+    hub id. `config_overrides` (e.g. num_labels=3, attn_implementation="eager") change the stored config."""
+    path = Path(name_or_path).expanduser()
+    folder = resolve(name_or_path)
+    weights = path if path.is_file() else find_weights(folder)
+    if config is None:
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise CheckpointError(f"{folder}: no config.json (pass config= to load a bare weights file)")
+        config = BertConfig.from_json(config_file)
+    if config_overrides:
+        if "id2label" in config_overrides and "num_labels" not in config_overrides:
+            config_overrides["num_labels"] = len(config_overrides["id2label"])
+        try:
+            config = config.replace(**config_overrides)
+        except TypeError as e:
+            raise ConfigError(f"from_pretrained: {e}") from None
+    model = cls(config)
+    mapped, report = map_checkpoint(model, read_weights(weights), str(weights))
+    target_dtype = dtype or model.dtype
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name in mapped:
+                tensor.copy_(mapped[name].to(target_dtype))
+    model.to(target_dtype)
+    model.load_report = report
+    if report.newly_initialised or report.unused:
+        logger.warning(report.summary())
+    else:
+        logger.info(report.summary())
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Saving
+# ----------------------------------------------------------------------------------------------------------------
+def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
+    """config.json + model.safetensors in Hugging Face naming; each file replaced atomically."""
+    from safetensors.torch import save_file
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"{folder}: cannot create output folder ({e.strerror})") from None
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in hf_state_dict(model).items()}
+    try:
+        with atomic_path(folder / "model.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+        model.config.to_json(folder / "config.json", architecture=type(model).__name__)
+    except OSError as e:
+        raise CheckpointError(f"{folder}: cannot write checkpoint ({e.strerror})") from None

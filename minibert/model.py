@@ -1,0 +1,550 @@
+"""BERT (Devlin et al., 2018, "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"),
+read top to bottom in the order it computes:
+
+    embeddings -> N x [self-attention -> add & norm -> feed-forward -> add & norm] -> pooler -> heads
+
+Shapes use one letter set: B batch, T tokens, N real (unpadded) tokens, H heads, D hidden, Dh head size,
+V vocabulary, M masked positions, C labels.
+
+Two execution choices never change the result beyond float rounding, and tests hold them to that:
+- `config.attn_implementation`: "eager" spells attention out (softmax of masked scores); "sdpa" calls
+  `torch.nn.functional.scaled_dot_product_attention`, PyTorch's fused kernel.
+- `config.unpad`: when a batch has padding, the dense layers (projections, feed-forward, norms) run on the N real
+  tokens only; only attention itself sees the padded (B, T) layout. A batch that is half padding costs about half.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minibert.config import BertConfig
+from minibert.errors import InputError
+
+# ----------------------------------------------------------------------------------------------------------------
+# Activations. BERT uses the exact erf GELU (Hendrycks & Gimpel 2016); the tanh form differs by up to ~5e-4.
+# ----------------------------------------------------------------------------------------------------------------
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Padding. The one place that turns an attention_mask into what attention and the dense layers need.
+# ----------------------------------------------------------------------------------------------------------------
+class TokenLayout:
+    """Where a padded (B, T) batch keeps its real tokens.
+
+    Hidden states travel between layers as a flat (N, D) matrix: the N real tokens when `unpad` is on and the batch
+    has padding, else all B*T positions (then packing is a free view).
+    """
+
+    def __init__(self, attention_mask: Tensor | None, batch: int, tokens: int, unpad: bool):
+        self.batch, self.tokens = batch, tokens
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        self.key_is_real = attention_mask.bool() if has_padding else None  # (B, T)
+        # Flat positions of real tokens in the (B*T) grid, or None when every position is kept.
+        self.real_positions = self.key_is_real.flatten().nonzero().squeeze(1) if has_padding and unpad else None
+        self._masks: dict[torch.dtype, Tensor] = {}
+
+    def pack(self, x: Tensor) -> Tensor:
+        """(B, T, ...) -> (N, ...)"""
+        x = x.flatten(0, 1)  # (B, T, ...) -> (B*T, ...)
+        return x if self.real_positions is None else x.index_select(0, self.real_positions)
+
+    def unpack(self, x: Tensor) -> Tensor:
+        """(N, ...) -> (B, T, ...), zeros at padded positions."""
+        if self.real_positions is not None:
+            grid = x.new_zeros((self.batch * self.tokens, *x.shape[1:]))
+            x = grid.index_copy(0, self.real_positions, x)  # (N, ...) -> (B*T, ...)
+        return x.view(self.batch, self.tokens, *x.shape[1:])  # (B*T, ...) -> (B, T, ...)
+
+    def additive_mask(self, dtype: torch.dtype) -> Tensor | None:
+        """(B, 1, 1, T): 0 on real keys, the dtype's most negative value on padded keys (as transformers does),
+        broadcast over heads and queries. Padded queries attend normally; their outputs are never read."""
+        if self.key_is_real is None:
+            return None
+        if dtype not in self._masks:
+            mask = torch.zeros(self.key_is_real.shape, dtype=dtype, device=self.key_is_real.device)
+            mask.masked_fill_(~self.key_is_real, torch.finfo(dtype).min)
+            self._masks[dtype] = mask[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+        return self._masks[dtype]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Embeddings (BERT §3, "Input/Output Representations", Figure 2): token + position + segment, then LayerNorm.
+# ----------------------------------------------------------------------------------------------------------------
+class Embeddings(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor, position_ids: Tensor) -> Tensor:
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)  # (B, T, D)
+        x = x + self.position_embeddings(position_ids)
+        return self.dropout(self.norm(x))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Multi-head self-attention ("Attention Is All You Need" §3.2): softmax(Q K^T / sqrt(Dh)) V per head.
+# ----------------------------------------------------------------------------------------------------------------
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, implementation: str,
+              return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+    """q, k, v: (B, H, T, Dh); mask: (B, 1, 1, T) additive or None. Returns (B, H, T, Dh) and the probabilities
+    (B, H, T, T) when asked (only the reference path computes them)."""
+    if implementation == "sdpa" and not return_probs:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
+    if mask is not None:
+        scores = scores + mask
+    probs = scores.softmax(dim=-1)
+    out = torch.matmul(F.dropout(probs, dropout, training=dropout > 0), v)  # (B, H, T, T) @ (B, H, T, Dh)
+    return out, probs
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.heads, self.head_size = config.num_attention_heads, config.head_size
+        self.query, self.key, self.value, self.output = (nn.Linear(d, d) for _ in range(4))
+        self.dropout = config.attention_probs_dropout_prob
+        self.implementation = config.attn_implementation
+
+    def split_heads(self, x: Tensor, layout: TokenLayout) -> Tensor:
+        x = layout.unpack(x)  # (N, D) -> (B, T, D)
+        return x.view(layout.batch, layout.tokens, self.heads, self.head_size).transpose(1, 2)  # -> (B, H, T, Dh)
+
+    def forward(self, x: Tensor, layout: TokenLayout, return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        q, k, v = (self.split_heads(proj(x), layout) for proj in (self.query, self.key, self.value))
+        mask = layout.additive_mask(q.dtype)
+        dropout = self.dropout if self.training else 0.0
+        out, probs = attention(q, k, v, mask, dropout, self.implementation, return_probs)
+        out = out.transpose(1, 2).reshape(layout.batch, layout.tokens, -1)  # (B, H, T, Dh) -> (B, T, D)
+        return self.output(layout.pack(out)), probs  # (B, T, D) -> (N, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Position-wise feed-forward ("Attention Is All You Need" §3.3): dense -> GELU -> dense, applied to each token.
+# ----------------------------------------------------------------------------------------------------------------
+class FeedForward(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.output(self.activation(self.intermediate(x)))  # (N, D) -> (N, 4D) -> (N, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder layer ("Attention Is All You Need" §3.1): post-norm residuals, LayerNorm(x + Dropout(Sublayer(x))).
+# ----------------------------------------------------------------------------------------------------------------
+class EncoderLayer(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: Tensor, layout: TokenLayout, return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+        attended, probs = self.attention(x, layout, return_probs)
+        x = self.attention_norm(x + self.dropout(attended))
+        x = self.ffn_norm(x + self.dropout(self.ffn(x)))
+        return x, probs
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pooler (BERT §3, "the final hidden vector corresponding to [CLS]"): tanh(dense(h_[CLS])).
+# ----------------------------------------------------------------------------------------------------------------
+class Pooler(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (B, T, D) -> (B, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs. Field names match transformers, so code can switch between the two.
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class EncoderOutput:
+    last_hidden_state: Tensor  # (B, T, D); zeros at padded positions when unpadded
+    pooler_output: Tensor | None  # (B, D); None without a pooler
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, (B, T, D) each
+    attentions: tuple[Tensor, ...] | None = None  # each layer, (B, H, T, T)
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: Tensor | None = None  # MLM + NSP
+    prediction_logits: Tensor | None = None  # (B, T, V); None when masked_only
+    seq_relationship_logits: Tensor | None = None  # (B, 2)
+    masked_logits: Tensor | None = None  # (M, V): logits at the positions where labels != -100, row-major
+    mlm_loss: Tensor | None = None
+    nsp_loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class ClassifierOutput:
+    loss: Tensor | None = None
+    logits: Tensor | None = None  # (B, C) per sequence, (B, T, C) per token, (B, T, V) for MLM
+    masked_logits: Tensor | None = None  # MLM with masked_only: (M, V)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class QuestionAnsweringOutput:
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None  # (B, T)
+    end_logits: Tensor | None = None  # (B, T)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The shared base: weight init (BERT's TF code: truncated-free normal(0, 0.02)), loading and saving.
+# ----------------------------------------------------------------------------------------------------------------
+class BertPreTrainedModel(nn.Module):
+    config: BertConfig
+
+    def init_weights(self) -> None:
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, 0.0, std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, 0.0, std)
+                if module.padding_idx is not None:
+                    module.weight.data[module.padding_idx].zero_()
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for name, param in self.named_parameters():
+            if name.endswith("mlm.bias"):
+                nn.init.zeros_(param)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs):
+        """Load a Hugging Face BERT checkpoint (local folder, weights file, or hub id). See minibert.checkpoint."""
+        from minibert.checkpoint import load_pretrained
+        return load_pretrained(cls, name_or_path, **kwargs)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors with Hugging Face names, so transformers loads it."""
+        from minibert.checkpoint import save_pretrained
+        save_pretrained(self, folder)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The encoder: embeddings, N layers, pooler (BERT §3, Figure 1).
+# ----------------------------------------------------------------------------------------------------------------
+class BertModel(BertPreTrainedModel):
+    def __init__(self, config: BertConfig, with_pooler: bool = True):
+        """with_pooler=False for heads that never read [CLS] (masked LM, token classification, QA), as in
+        transformers, so that checkpoints of those heads have exactly the same tensors."""
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = Pooler(config) if with_pooler else None
+        self.init_weights()
+
+    def check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
+                     position_ids: Tensor | None) -> None:
+        """Turn the silent or cryptic failures of bad inputs into one clear message."""
+        if torch.compiler.is_compiling():
+            return
+        c = self.config
+        if input_ids.dim() != 2:
+            raise InputError(f"input_ids must be (batch, tokens), got shape {tuple(input_ids.shape)}")
+        batch, tokens = input_ids.shape
+        if position_ids is None and tokens > c.max_position_embeddings:
+            raise InputError(f"input_ids has {tokens} tokens, more than max_position_embeddings "
+                             f"({c.max_position_embeddings}); truncate the input")
+        for name, t in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids),
+                        ("position_ids", position_ids)):
+            if t is not None and tuple(t.shape) != (batch, tokens) and not (name == "position_ids" and
+                                                                           tuple(t.shape) == (1, tokens)):
+                raise InputError(f"{name} has shape {tuple(t.shape)}, expected {(batch, tokens)} like input_ids")
+        for name, t, limit in (("input_ids", input_ids, c.vocab_size), ("token_type_ids", token_type_ids,
+                               c.type_vocab_size), ("position_ids", position_ids, c.max_position_embeddings)):
+            if t is not None and t.numel() and (int(t.max()) >= limit or int(t.min()) < 0):
+                raise InputError(f"{name} holds {int(t.max()) if int(t.max()) >= limit else int(t.min())}, "
+                                 f"outside [0, {limit}) set by the config")
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
+                position_ids: Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> EncoderOutput:
+        self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        batch, tokens = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if position_ids is None:
+            position_ids = torch.arange(tokens, device=input_ids.device)[None, :]  # (1, T), broadcast over B
+        layout = TokenLayout(attention_mask, batch, tokens, unpad=self.config.unpad)
+
+        x = layout.pack(self.embeddings(input_ids, token_type_ids, position_ids))  # (B, T, D) -> (N, D)
+        hidden_states, attentions = [layout.unpack(x)] if output_hidden_states else None, []
+        for layer in self.layers:
+            x, probs = layer(x, layout, return_probs=output_attentions)
+            if output_hidden_states:
+                hidden_states.append(layout.unpack(x))
+            if output_attentions:
+                attentions.append(probs)
+
+        last = layout.unpack(x)  # (N, D) -> (B, T, D)
+        return EncoderOutput(last_hidden_state=last, pooler_output=self.pooler(last) if self.pooler else None,
+                             hidden_states=tuple(hidden_states) if output_hidden_states else None,
+                             attentions=tuple(attentions) if output_attentions else None)
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        """Grow or shrink the vocabulary, keeping the rows both sizes share; new rows get BERT's init."""
+        old = self.embeddings.word_embeddings
+        new = nn.Embedding(vocab_size, old.embedding_dim, padding_idx=old.padding_idx,
+                           device=old.weight.device, dtype=old.weight.dtype)
+        nn.init.normal_(new.weight, 0.0, self.config.initializer_range)
+        kept = min(vocab_size, old.num_embeddings)
+        with torch.no_grad():
+            new.weight[:kept] = old.weight[:kept]
+        self.embeddings.word_embeddings = new
+        self.config.vocab_size = vocab_size
+
+
+def _upcast(logits: Tensor) -> Tensor:
+    """Losses are computed in at least float32, also under bf16/fp16 autocast."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.to(torch.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pretraining heads (BERT §3.1). Masked LM: predict the original token at masked positions, with the output
+# projection tied to the input embeddings (Press & Wolf 2017). NSP: does segment B follow segment A?
+# ----------------------------------------------------------------------------------------------------------------
+class MaskedLMHead(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACTIVATIONS[config.hidden_act]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: Tensor, word_embeddings: Tensor) -> Tensor:
+        """The decoder has no weight of its own: it is handed the (V, D) embedding matrix, so the two are one
+        tensor through loading, training and resizing."""
+        h = self.norm(self.activation(self.dense(hidden)))  # (..., D)
+        return F.linear(h, word_embeddings, self.bias)  # (..., D) -> (..., V)
+
+
+def masked_rows(hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Gather the hidden states and labels of masked positions: (B, T, D), (B, T) -> (M, D), (M,).
+    Projecting only these onto the vocabulary skips ~85% of the largest matrix multiply of pretraining."""
+    where = labels.flatten() != -100  # (B*T,)
+    return hidden.flatten(0, 1)[where], labels.flatten()[where]  # (B*T, D) -> (M, D)
+
+
+class _MaskedLMBase(BertPreTrainedModel):
+    """Shared by BertForPreTraining and BertForMaskedLM: the tied MLM head and vocabulary resizing."""
+
+    def __init__(self, config: BertConfig, with_pooler: bool):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, with_pooler)
+        self.mlm = MaskedLMHead(config)
+
+    def resize_token_embeddings(self, vocab_size: int) -> None:
+        self.bert.resize_token_embeddings(vocab_size)
+        old_bias = self.mlm.bias.data
+        bias = torch.zeros(vocab_size, dtype=old_bias.dtype, device=old_bias.device)
+        kept = min(vocab_size, old_bias.numel())
+        bias[:kept] = old_bias[:kept]
+        self.mlm.bias = nn.Parameter(bias)
+
+    def mlm_outputs(self, hidden: Tensor, labels: Tensor | None, masked_only: bool):
+        """Returns (full logits or None, masked logits or None, loss or None)."""
+        word_embeddings = self.bert.embeddings.word_embeddings.weight
+        if masked_only and labels is not None:
+            rows, targets = masked_rows(hidden, labels)
+            masked_logits = self.mlm(rows, word_embeddings)  # (M, D) -> (M, V)
+            return None, masked_logits, F.cross_entropy(_upcast(masked_logits), targets)
+        logits = self.mlm(hidden, word_embeddings)  # (B, T, D) -> (B, T, V)
+        loss = None if labels is None else F.cross_entropy(_upcast(logits).flatten(0, 1), labels.flatten())
+        return logits, None, loss
+
+
+class BertForPreTraining(_MaskedLMBase):
+    def __init__(self, config: BertConfig):
+        super().__init__(config, with_pooler=True)
+        self.nsp = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                next_sentence_label=None, output_hidden_states=False, output_attentions=False,
+                masked_only: bool = False) -> PreTrainingOutput:
+        """masked_only: with labels, project only masked positions (training); prediction_logits is then None and
+        masked_logits holds (M, V). The loss is the same either way."""
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits, masked_logits, mlm_loss = self.mlm_outputs(enc.last_hidden_state, labels, masked_only)
+        nsp_logits = self.nsp(enc.pooler_output)  # (B, D) -> (B, 2)
+        nsp_loss = None if next_sentence_label is None else F.cross_entropy(_upcast(nsp_logits),
+                                                                           next_sentence_label.flatten())
+        loss = None
+        if mlm_loss is not None and nsp_loss is not None:
+            loss = mlm_loss + nsp_loss
+        return PreTrainingOutput(loss=loss, prediction_logits=logits, seq_relationship_logits=nsp_logits,
+                                 masked_logits=masked_logits, mlm_loss=mlm_loss, nsp_loss=nsp_loss,
+                                 hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+class BertForMaskedLM(_MaskedLMBase):
+    def __init__(self, config: BertConfig):
+        super().__init__(config, with_pooler=False)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False, masked_only: bool = False) -> ClassifierOutput:
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits, masked_logits, loss = self.mlm_outputs(enc.last_hidden_state, labels, masked_only)
+        return ClassifierOutput(loss=loss, logits=logits, masked_logits=masked_logits,
+                                hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+class BertForNextSentencePrediction(BertPreTrainedModel):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.nsp = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.nsp(enc.pooler_output)  # (B, D) -> (B, 2)
+        loss = None if labels is None else F.cross_entropy(_upcast(logits), labels.flatten())
+        return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning heads (BERT §4): a dropout and one linear layer on [CLS] (sequence tasks), on every token
+# (token tasks), or to a start and an end score per token (SQuAD, §4.2).
+# ----------------------------------------------------------------------------------------------------------------
+def _classifier_dropout(config: BertConfig) -> nn.Dropout:
+    p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+    return nn.Dropout(p)
+
+
+def sequence_loss(logits: Tensor, labels: Tensor, config: BertConfig) -> Tensor:
+    """Regression (one label) -> MSE; integer labels -> cross-entropy; float multi-hot -> BCE, as transformers."""
+    logits, problem = _upcast(logits), config.problem_type
+    if problem is None:
+        if config.num_labels == 1:
+            problem = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        logits = logits.squeeze(-1) if config.num_labels == 1 else logits
+        return F.mse_loss(logits, labels.to(logits.dtype).view(logits.shape))
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, D) -> (B, C)
+        loss = None if labels is None else sequence_loss(logits, labels, self.config)
+        return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, with_pooler=False)
+        self.dropout = _classifier_dropout(config)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
+                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        logits = self.classifier(self.dropout(enc.last_hidden_state))  # (B, T, D) -> (B, T, C)
+        loss = None if labels is None else F.cross_entropy(_upcast(logits).flatten(0, 1), labels.flatten())
+        return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, with_pooler=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self.init_weights()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
+                start_positions=None, end_positions=None, output_hidden_states=False,
+                output_attentions=False) -> QuestionAnsweringOutput:
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        start_logits, end_logits = self.qa_outputs(enc.last_hidden_state).unbind(-1)  # (B, T, 2) -> 2 x (B, T)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the window are clamped to T and ignored, as transformers does.
+            tokens = start_logits.shape[1]
+            start, end = start_positions.flatten().clamp(0, tokens), end_positions.flatten().clamp(0, tokens)
+            loss = (F.cross_entropy(_upcast(start_logits), start, ignore_index=tokens)
+                    + F.cross_entropy(_upcast(end_logits), end, ignore_index=tokens)) / 2
+        return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                       hidden_states=enc.hidden_states, attentions=enc.attentions)
+
+
+MODEL_CLASSES = {cls.__name__: cls for cls in (
+    BertModel, BertForPreTraining, BertForMaskedLM, BertForNextSentencePrediction, BertForSequenceClassification,
+    BertForTokenClassification, BertForQuestionAnswering)}
