@@ -1,0 +1,5 @@
+import sys
+
+from minibert.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,46 @@
+"""minibert embed: sentence embeddings for texts from a file (one per line) or stdin."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint folder or hub id")
+    p.add_argument("--input", "-i", help="text file, one text per line (default: stdin)")
+    p.add_argument("--output", "-o", required=True, help="output file: .npy (matrix) or .jsonl (text + vector)")
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean")
+    p.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=512)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from minibert.errors import InputError
+    from minibert.inference import embed
+    from minibert.io import atomic_path, atomic_write_text
+    from minibert.model import BertModel
+    from minibert.tokenizer import BertTokenizer
+    source = open(args.input, encoding="utf-8") if args.input else sys.stdin
+    with source:
+        texts = [line.rstrip("\n") for line in source if line.strip()]
+    if not texts:
+        raise InputError(f"{args.input or 'stdin'}: no texts to embed")
+    output = Path(args.output)
+    if output.suffix not in (".npy", ".jsonl"):
+        raise InputError(f"--output {output}: use a .npy or .jsonl file name")
+    model = BertModel.from_pretrained(args.model)
+    vectors = embed(model, BertTokenizer.from_pretrained(args.model), texts, args.pooling, args.normalize,
+                    args.batch_size, args.max_length)
+    if output.suffix == ".npy":
+        with atomic_path(output) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, vectors.numpy())
+    else:
+        atomic_write_text(output, "".join(json.dumps({"text": t, "embedding": [round(x, 6) for x in v]}) + "\n"
+                                          for t, v in zip(texts, vectors.tolist())))
+    print(f"wrote {len(texts)} embeddings of size {vectors.shape[1]} to {output}")
+    return 0

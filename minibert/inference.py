@@ -1,0 +1,72 @@
+"""Batched inference: sentence embeddings and [MASK] filling. Batches are built from length-sorted texts so that
+little compute goes to padding; results come back in the caller's order."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from minibert.errors import InputError
+from minibert.model import BertForMaskedLM, BertForPreTraining, BertModel
+from minibert.tokenizer import BertTokenizer
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length (longest first, so memory peaks at the start)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average over real tokens: (B, T, D), (B, T) -> (B, D)."""
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T) -> (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+@torch.inference_mode()
+def embed(model: BertModel, tokenizer: BertTokenizer, texts: Sequence[str], pooling: str = "mean",
+          normalize: bool = False, batch_size: int = 32, max_length: int = 512) -> torch.Tensor:
+    """Sentence embeddings (len(texts), D). pooling: "mean" over real tokens (sentence-transformers' default),
+    "cls" the final [CLS] vector, or "pooler" BERT's tanh pooler output."""
+    if pooling not in ("mean", "cls", "pooler"):
+        raise InputError(f"--pooling must be mean, cls or pooler, got {pooling!r}")
+    if not texts:
+        raise InputError("no texts to embed")
+    model.eval()
+    lengths = [len(ids) for ids in tokenizer.encode_batch_ids(texts)]
+    out = torch.empty(len(texts), model.config.hidden_size)
+    for index in length_sorted_batches(lengths, batch_size):
+        batch = tokenizer([texts[i] for i in index], max_length=max_length)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        enc = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        if pooling == "mean":
+            vectors = mean_pool(enc.last_hidden_state, batch["attention_mask"])
+        elif pooling == "cls":
+            vectors = enc.last_hidden_state[:, 0]
+        else:
+            if enc.pooler_output is None:
+                raise InputError("this model has no pooler; use --pooling mean or cls")
+            vectors = enc.pooler_output
+        out[index] = vectors.float().cpu()
+    return F.normalize(out, dim=-1) if normalize else out
+
+
+@torch.inference_mode()
+def fill_mask(model: BertForMaskedLM | BertForPreTraining, tokenizer: BertTokenizer, text: str,
+              top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in `text`, the top_k (token, probability) predictions."""
+    batch = tokenizer([text])
+    is_mask = batch["input_ids"][0] == tokenizer.mask_id
+    if not bool(is_mask.any()):
+        raise InputError(f"no [MASK] token in {text!r}")
+    model.eval()
+    out = model(batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device),
+                batch["token_type_ids"].to(model.device))
+    logits = out.prediction_logits if hasattr(out, "prediction_logits") else out.logits
+    probs = logits[0, is_mask.to(logits.device)].float().softmax(-1)  # (masks, V)
+    top = probs.topk(top_k, dim=-1)
+    return [[(tokenizer.convert_ids_to_tokens([i])[0], float(p)) for p, i in zip(ps.tolist(), ids.tolist())]
+            for ps, ids in zip(top.values, top.indices)]
