@@ -1,0 +1,2 @@
+"""Fine-tuning tasks: reading task data (readers), turning it into model inputs (features) and scoring
+predictions (metrics)."""
