@@ -1,0 +1,56 @@
+"""Train a WordPiece vocabulary from a corpus (BERT 2018, section 3: "WordPiece embeddings with a 30,000
+token vocabulary"), with the `tokenizers` library's trainer and BERT's own text pipeline."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers.models import WordPiece
+
+from minibert.errors import DataError
+from minibert.tokenizer import SPECIAL_TOKENS, BertTokenizer
+
+
+def train_wordpiece(documents: Iterable[Sequence[str]], vocab_size: int, lowercase: bool = True,
+                    min_frequency: int = 2) -> BertTokenizer:
+    """Learn a vocabulary of at most `vocab_size` tokens from documents (lists of sentences).
+
+    The normaliser (clean control characters, space out CJK characters, lowercase and strip accents when
+    `lowercase`) and the pre-tokeniser (split on whitespace and punctuation) are BERT's, so the result reads
+    text exactly like `BertTokenizer.from_vocab` would with the same vocab.txt. The trainer numbers the
+    special tokens first, in list order, so [PAD] is id 0 as in BERT's vocabulary (where [UNK], [CLS], [SEP],
+    [MASK] are 100-103; here they are 1-4). Words seen fewer than `min_frequency` times get no token of
+    their own and are spelled with pieces. A small corpus can give fewer tokens than asked for.
+    """
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise DataError(f"train_wordpiece: vocab_size {vocab_size} leaves no room beside "
+                        f"{len(SPECIAL_TOKENS)} special tokens")
+    backend = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
+                                  max_input_chars_per_word=100))
+    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                    strip_accents=None, lowercase=lowercase)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##")
+    counter = _SentenceCounter(documents)
+    backend.train_from_iterator(counter, trainer)
+    if counter.sentences == 0:
+        raise DataError("empty corpus: no sentences to train a tokenizer on")
+    BertTokenizer._add_template(backend)
+    return BertTokenizer(backend)
+
+
+class _SentenceCounter:
+    """Feeds the trainer one sentence at a time, counting them, so an empty corpus is caught."""
+
+    def __init__(self, documents: Iterable[Sequence[str]]):
+        self.documents = documents
+        self.sentences = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for document in self.documents:
+            for sentence in document:
+                self.sentences += 1
+                yield sentence
