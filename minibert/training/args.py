@@ -1,0 +1,82 @@
+"""TrainingArguments: every knob of a run, in one dataclass that is stored (as JSON) in each checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from minibert.training.errors import TrainingError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str
+    # Length: `max_steps` optimizer steps when given, else `num_epochs` passes over the training set.
+    max_steps: int | None = None
+    num_epochs: int = 1
+    # One optimizer step sees per_device_batch_size * grad_accumulation_steps * world_size examples.
+    per_device_batch_size: int = 32
+    grad_accumulation_steps: int = 1
+    # AdamW with linear warm-up then linear decay to 0 (BERT appendix A.2: lr 1e-4, 10k warm-up steps, decay 0.01).
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # alternative to warmup_steps: a fraction of the total steps
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0  # None: no clipping
+    precision: str = "fp32"  # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only
+    device: str | None = None  # None: cuda if available, else cpu
+    # Cadence, in optimizer steps; 0 = only at the end of the run.
+    eval_every: int = 0
+    save_every: int = 0
+    log_every: int = 10
+    # Model selection: `keep_best_metric` names a key of task.evaluate()'s result ("loss", "accuracy", ...).
+    keep_best_metric: str | None = None
+    greater_is_better: bool | None = None  # None: lower is better when the name contains "loss" or "perplexity"
+    early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
+    seed: int = 0
+    resume: bool = False  # continue from output_dir/checkpoints if one is there
+    num_workers: int = 0  # DataLoader worker processes; results do not depend on it
+    progress_bar: bool = True
+    plot: bool = True  # output_dir/curves.png, when matplotlib is installed
+
+    def __post_init__(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+                bound = "a non-negative" if allow_zero else "a positive"
+                raise TrainingError(f"TrainingArguments: {name} must be {bound} integer, got {value!r}")
+
+        for name in ("num_epochs", "per_device_batch_size", "grad_accumulation_steps", "log_every"):
+            positive(name)
+        for name in ("warmup_steps", "eval_every", "save_every", "seed", "num_workers"):
+            positive(name, allow_zero=True)
+        if self.max_steps is not None:
+            positive("max_steps")
+        if self.precision not in PRECISIONS:
+            raise TrainingError(f"TrainingArguments: precision must be one of {', '.join(PRECISIONS)}, "
+                                f"got {self.precision!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise TrainingError(f"TrainingArguments: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+        if self.warmup_steps and self.warmup_ratio:
+            raise TrainingError("TrainingArguments: give warmup_steps or warmup_ratio, not both")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise TrainingError(f"TrainingArguments: max_grad_norm must be positive or None, "
+                                f"got {self.max_grad_norm!r}")
+        if self.early_stopping_patience is not None and self.keep_best_metric is None:
+            raise TrainingError("TrainingArguments: early_stopping_patience needs keep_best_metric (what to watch)")
+
+    def warmup_for(self, total_steps: int) -> int:
+        return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)
+
+    def higher_is_better(self) -> bool:
+        if self.greater_is_better is not None:
+            return self.greater_is_better
+        name = (self.keep_best_metric or "").lower()
+        return not ("loss" in name or "perplexity" in name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

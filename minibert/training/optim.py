@@ -1,0 +1,49 @@
+"""AdamW with BERT's weight-decay exclusions, and the linear warm-up / linear decay learning-rate schedule."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+# BERT appendix A.2: Adam with beta1 = 0.9, beta2 = 0.999; the released code uses epsilon 1e-6.
+BETAS = (0.9, 0.999)
+EPS = 1e-6
+
+
+def decays(module: nn.Module, name: str, param: nn.Parameter) -> bool:
+    """Whether weight decay applies to `param`, named `name` inside `module`.
+
+    BERT's code excluded parameters by name ("LayerNorm", "bias"): decay pulls a weight matrix towards zero, which
+    regularises it, but pulling a LayerNorm gain towards zero (or a bias anywhere) only shrinks activations. We
+    decide by what the parameter is rather than what it is called: anything owned by an nn.LayerNorm, anything
+    named `...bias` (this includes the MLM head's output bias `mlm.bias`), and any 1-D parameter (gains and biases
+    of layers we may not know by type). Weight matrices and embedding tables decay."""
+    return not (isinstance(module, nn.LayerNorm) or name.endswith("bias") or param.ndim < 2)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: decayed weights, and everything `decays` exempts. A tied parameter appears once."""
+    decayed, exempt, seen = [], [], set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.requires_grad and id(param) not in seen:
+                seen.add(id(param))
+                (decayed if decays(module, name, param) else exempt).append(param)
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=learning_rate, betas=BETAS, eps=EPS)
+
+
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
+    """lr(step) = peak * step / warmup while warming up, then falls linearly to 0 at `total_steps`.
+
+    As in BERT and transformers' get_linear_schedule_with_warmup, the first step of a warm-up runs at lr 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return LambdaLR(optimizer, factor)
