@@ -120,7 +120,10 @@ def _read_bin(path: Path) -> dict[str, Tensor]:
 def read_weights(path: Path) -> dict[str, Tensor]:
     """A .safetensors or .bin file, or a sharded checkpoint's `*.index.json`."""
     if path.name.endswith(".index.json"):
-        weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map", {})
+        try:
+            weight_map = dict(json.loads(path.read_text(encoding="utf-8"))["weight_map"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not a valid shard index ({type(e).__name__}: {e})") from None
         state: dict[str, Tensor] = {}
         for shard in sorted(set(weight_map.values())):
             state.update(read_weights(path.parent / shard))
@@ -131,10 +134,11 @@ def read_weights(path: Path) -> dict[str, Tensor]:
 
 
 def find_weights(folder: Path) -> Path:
-    for name in WEIGHT_FILES + ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+    candidates = WEIGHT_FILES + ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+    for name in candidates:
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"{folder}: no weights found (expected one of {', '.join(WEIGHT_FILES)})")
+    raise CheckpointError(f"{folder}: no weights found (expected one of {', '.join(candidates)})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -191,7 +195,7 @@ def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source
         elif not has_encoder_prefix and name.startswith(ENCODER_PREFIX):
             name = name[len(ENCODER_PREFIX):]
         bare = name[len(ENCODER_PREFIX):] if name.startswith(ENCODER_PREFIX) else name
-        if bare in DERIVED:
+        if bare in DERIVED and (DERIVED[bare] is None or hasattr(model, "mlm")):
             report.derived.append(raw_name)
             if bare == "cls.predictions.decoder.weight":
                 decoder_weight = (raw_name, tensor)

@@ -92,6 +92,11 @@ class BertConfig:
         return self.id2label if self.id2label is not None else {i: f"LABEL_{i}" for i in range(self.num_labels)}
 
     def replace(self, **changes: Any) -> "BertConfig":
+        # A new label count makes the stored label names stale; without this, __post_init__ would restore the
+        # old count from them.
+        if "num_labels" in changes and "id2label" not in changes and self.id2label is not None \
+                and len(self.id2label) != changes["num_labels"]:
+            changes["id2label"] = None
         return dataclasses.replace(self, **changes)
 
     # -- Hugging Face config.json -------------------------------------------------------------------------------

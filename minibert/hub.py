@@ -8,8 +8,9 @@ from pathlib import Path
 from minibert.errors import CheckpointError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt",
-             "tokenizer_config.json", "special_tokens_map.json", "label_map.json"]
+HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+             "model-*-of-*.safetensors", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin",
+             "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "label_map.json"]
 
 
 def resolve(name_or_path: str | os.PathLike) -> Path:

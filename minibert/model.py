@@ -311,14 +311,15 @@ class BertModel(BertPreTrainedModel):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> EncoderOutput:
+                output_attentions: bool = False, unpad: bool | None = None) -> EncoderOutput:
+        """unpad overrides config.unpad for this call (a head whose loss reads padded positions needs them)."""
         self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         batch, tokens = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if position_ids is None:
             position_ids = torch.arange(tokens, device=input_ids.device)[None, :]  # (1, T), broadcast over B
-        layout = TokenLayout(attention_mask, batch, tokens, unpad=self.config.unpad)
+        layout = TokenLayout(attention_mask, batch, tokens, unpad=self.config.unpad if unpad is None else unpad)
 
         x = layout.pack(self.embeddings(input_ids, token_type_ids, position_ids))  # (B, T, D) -> (N, D)
         hidden_states, attentions = [layout.unpack(x)] if output_hidden_states else None, []
@@ -532,7 +533,10 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 start_positions=None, end_positions=None, output_hidden_states=False,
                 output_attentions=False) -> QuestionAnsweringOutput:
-        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
+        # transformers' QA loss is a softmax over every position, padding included, so training needs the
+        # padded positions' logits computed as it computes them.
+        enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions,
+                        unpad=False if start_positions is not None else None)
         start_logits, end_logits = self.qa_outputs(enc.last_hidden_state).unbind(-1)  # (B, T, 2) -> 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
