@@ -53,10 +53,14 @@ class TokenLayout:
 
     def __init__(self, attention_mask: Tensor | None, batch: int, tokens: int, unpad: bool):
         self.batch, self.tokens = batch, tokens
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        # Under torch.compile, branching on the mask's values or packing to a data-dependent N would break the
+        # graph: the mask is then always applied and the padded layout kept.
+        compiling = torch.compiler.is_compiling()
+        has_padding = attention_mask is not None and (compiling or not bool(attention_mask.all()))
         self.key_is_real = attention_mask.bool() if has_padding else None  # (B, T)
         # Flat positions of real tokens in the (B*T) grid, or None when every position is kept.
-        self.real_positions = self.key_is_real.flatten().nonzero().squeeze(1) if has_padding and unpad else None
+        self.real_positions = (self.key_is_real.flatten().nonzero().squeeze(1)
+                               if has_padding and unpad and not compiling else None)
         self._masks: dict[torch.dtype, Tensor] = {}
 
     def pack(self, x: Tensor) -> Tensor:

@@ -158,3 +158,15 @@ def test_input_ids_must_be_two_dimensional(small_model):
     with pytest.raises(InputError) as error:
         small_model(torch.ones(5, dtype=torch.long))
     _one_line_error(error, "input_ids", "(5,)")
+
+
+def test_torch_compile_full_graph_matches_eager(make_config, make_batch, randomize, diff_real):
+    """torch.compile captures the whole model (no graph breaks on the padding mask) and changes nothing."""
+    config = make_config("h36x3")
+    model = _random_model(mb.BertModel, config, randomize).eval()
+    batch = make_batch(config, seed=3)
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state
+        compiled = torch.compile(model, fullgraph=True)(**batch).last_hidden_state
+    diff = diff_real(compiled, expected, batch["attention_mask"])
+    assert diff <= 1e-5, f"compiled model differs from eager by {diff:.3g}"
