@@ -86,10 +86,12 @@ def encode_token_classification(tokenizer: BertTokenizer, sentences: Sequence[Ta
         encodings = backend.encode_batch([sentence.tokens for sentence in sentences], is_pretokenized=True)
     features = []
     for sentence, encoding in zip(sentences, encodings):
-        tag_ids = [label_id(tag, label_map, f"{sentence.origin} word {index + 1}")
-                   for index, tag in enumerate(sentence.tags)]
-        features.append(Feature(encoding.ids, encoding.type_ids, align_labels(encoding.word_ids, tag_ids),
-                                list(encoding.word_ids)))
+        labels = None  # a sentence to predict, without tags
+        if sentence.tags is not None:
+            tag_ids = [label_id(tag, label_map, f"{sentence.origin} word {index + 1}")
+                       for index, tag in enumerate(sentence.tags)]
+            labels = align_labels(encoding.word_ids, tag_ids)
+        features.append(Feature(encoding.ids, encoding.type_ids, labels, list(encoding.word_ids)))
     return features
 
 
@@ -138,6 +140,12 @@ def encode_qa(tokenizer: BertTokenizer, examples: Sequence[QAExample], max_lengt
     return features
 
 
+def default_doc_stride(max_length: int) -> int:
+    """A quarter of the window, at most 128 (SQuAD's usual overlap with 384-token windows): enough for an
+    answer cut by one window's edge to lie whole in the next, while leaving room for the question."""
+    return min(128, max_length // 4)
+
+
 def _check_room_for_context(tokenizer: BertTokenizer, examples: Sequence[QAExample], questions: Sequence[str],
                             max_length: int, doc_stride: int) -> None:
     """Each window must advance through the context: its room (max_length - question - 3 specials) must exceed
@@ -170,7 +178,7 @@ def decode_qa_predictions(examples: Sequence[QAExample], features: Sequence[QAFe
                           version_2: bool = False) -> dict[str, str]:
     """Answer text per example id, from per-window logits (row i belongs to features[i]; rows may be padded).
 
-    Every window of an example is searched for its best span (`_best_span`) and the best of all wins; its text
+    Every window of an example is searched for its best span (`best_span`) and the best of all wins; its text
     is cut from the context through the offsets, so it is the context's exact characters, not detokenised
     pieces. For SQuAD 2.0 the example's null score is start_logit[0] + end_logit[0] of the window most sure
     that an answer exists (the lowest null score), as Google's run_squad.py and transformers' run_qa.py take
@@ -180,21 +188,21 @@ def decode_qa_predictions(examples: Sequence[QAExample], features: Sequence[QAFe
         windows[feature.example_id].append(index)
     answers = {}
     for example in examples:
-        best_span, null_score = None, float("inf")
+        best, null_score = None, float("inf")
         for index in windows[example.id]:
             starts = np.asarray(start_logits[index], dtype=np.float64)
             ends = np.asarray(end_logits[index], dtype=np.float64)
             null_score = min(null_score, starts[CLS_POSITION] + ends[CLS_POSITION])
-            span = _best_span(starts, ends, features[index].offsets, n_best, max_answer_length)
-            if span is not None and (best_span is None or span[0] > best_span[0]):
-                best_span = span
-        no_answer = best_span is None or (version_2 and null_score - best_span[0] > null_score_diff_threshold)
-        answers[example.id] = "" if no_answer else example.context[best_span[1]:best_span[2]]
+            span = best_span(starts, ends, features[index].offsets, n_best, max_answer_length)
+            if span is not None and (best is None or span[0] > best[0]):
+                best = span
+        no_answer = best is None or (version_2 and null_score - best[0] > null_score_diff_threshold)
+        answers[example.id] = "" if no_answer else example.context[best[1]:best[2]]
     return answers
 
 
-def _best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[tuple[int, int] | None],
-               n_best: int, max_answer_length: int) -> tuple[float, int, int] | None:
+def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[tuple[int, int] | None],
+              n_best: int, max_answer_length: int) -> tuple[float, int, int] | None:
     """(score, start char, end char) of the highest start + end logit span among the `n_best` likeliest context
     starts and ends, with end not before start and at most `max_answer_length` tokens; None if there is none."""
     context = np.array([position for position, offset in enumerate(offsets) if offset is not None], dtype=np.int64)

@@ -28,9 +28,10 @@ class TextExample:
 
 @dataclass
 class TaggedSentence:
-    """One sentence of a CoNLL file: a tag per token; `origin` is the file and line of its first token."""
+    """One sentence of a CoNLL file: a tag per token; `origin` is the file and line of its first token.
+    Sentences to tag (prediction input) have `tags` None."""
     tokens: list[str]
-    tags: list[str]
+    tags: list[str] | None
     origin: str = ""
 
 
@@ -50,17 +51,27 @@ FORMATS_BY_EXTENSION = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json"
 
 
 def read_examples(path: str | os.PathLike, text_column: str, pair_column: str | None = None,
-                  label_column: str | None = None, format: str | None = None) -> list[TextExample]:
+                  label_column: str | None = None, format: str | None = None,
+                  where: Mapping[str, str] | None = None) -> list[TextExample]:
     """Read a table with named columns. `format` ("csv", "tsv" or "jsonl") defaults to the file's extension;
-    ".json" is read as JSON lines, one object per line, the layout `datasets` exports."""
+    ".json" is read as JSON lines, one object per line, the layout `datasets` exports. `where` keeps only the
+    rows whose columns hold the given values (e.g. {"source": "rotten_tomatoes"} in a file mixing datasets)."""
     path = Path(path)
     format = format or FORMATS_BY_EXTENSION.get(path.suffix.lower())
     if format not in ("csv", "tsv", "jsonl"):
         raise DataError(f"{path}: cannot tell the format from the extension; pass format='csv', 'tsv' or 'jsonl'")
     records = _jsonl_records(path) if format == "jsonl" else _table_records(path, format)
     examples = [_example_from_record(record, origin, text_column, pair_column, label_column)
-                for origin, record in records]
-    return _non_empty(examples, path)
+                for origin, record in records if _matches(record, where or {}, origin)]
+    return _non_empty(examples, f"{path}{_describe(where)}")
+
+
+def _matches(record: Mapping[str, Any], where: Mapping[str, str], origin: str) -> bool:
+    return all(_field(record, column, origin) == value for column, value in where.items())
+
+
+def _describe(where: Mapping[str, str] | None) -> str:
+    return "" if not where else " (rows where " + ", ".join(f"{k}={v}" for k, v in where.items()) + ")"
 
 
 def _open_text(path: Path) -> TextIO:
@@ -273,6 +284,8 @@ def _qa_example(question: Mapping[str, Any], context: str, path: Path) -> QAExam
     for answer in answers:
         start, text = answer["answer_start"], answer["text"]
         found = context[start:start + len(text)]
+        if text not in context:
+            raise DataError(f"{path}: question {question_id}: answer {text!r} does not occur in its context")
         if found != text:
             raise DataError(f"{path}: question {question_id}: answer {text!r} is not at answer_start {start} "
                             f"(the context there reads {found!r})")

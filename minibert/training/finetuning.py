@@ -47,8 +47,12 @@ class FineTuningTask:
     def predictions(self, output, batch: Batch, config: BertConfig) -> tuple[list, list]:
         raise NotImplementedError
 
+    def forward(self, model: nn.Module, batch: Batch):
+        """The head's output for a batch; one place, so that training and evaluation run the model alike."""
+        return model(**model_inputs(batch))
+
     def loss_terms(self, model: nn.Module, batch: Batch) -> dict[str, tuple[Tensor, Tensor | int]]:
-        return self.sums(model(**model_inputs(batch)), batch, unwrap(model).config)
+        return self.sums(self.forward(model, batch), batch, unwrap(model).config)
 
     def evaluate(self, model: nn.Module, loader: Iterable[Batch]) -> dict[str, float]:
         """`loss` (the mean the head would report over the whole set, each term averaged over its own count),
@@ -59,7 +63,7 @@ class FineTuningTask:
         with evaluation_mode(model) as device:
             for batch in loader:
                 batch = to_device(batch, device)
-                output = model(**model_inputs(batch))
+                output = self.forward(model, batch)
                 for name, (loss_sum, count) in self.sums(output, batch, model.config).items():
                     total = totals.setdefault(name, [0.0, 0.0])
                     total[0] += float(loss_sum)
@@ -157,6 +161,12 @@ class QuestionAnsweringTask(FineTuningTask):
     window are clamped to T and ignored, as the head does. Predictions are each window's (start_logits,
     end_logits) over its real tokens, for a metric_fn that decodes answer text; the default metric is the
     fraction of windows whose best start and best end are both right."""
+
+    def forward(self, model: nn.Module, batch: Batch):
+        # Given the positions, the head computes the padded positions' logits too, as transformers does: its loss
+        # is a softmax over every position, padding included. (Its own loss is not used; `sums` recomputes it.)
+        return model(**model_inputs(batch), start_positions=batch["start_positions"],
+                     end_positions=batch["end_positions"])
 
     def counts(self, batch: Batch) -> dict[str, Tensor | int]:
         tokens = batch["input_ids"].shape[1]

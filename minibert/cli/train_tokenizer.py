@@ -1,0 +1,33 @@
+"""minibert train-tokenizer CORPUS... --vocab-size N --output DIR: learn a WordPiece vocabulary and save it in
+the layout transformers' AutoTokenizer and `minibert pretrain --tokenizer DIR` read."""
+
+import argparse
+from pathlib import Path
+
+from minibert.data.corpus import FORMATS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("corpus", nargs="+", help="text files or folders")
+    p.add_argument("--vocab-size", type=int, required=True, help="most tokens, specials included")
+    p.add_argument("--output", "-o", required=True, help="folder for tokenizer.json, vocab.txt, tokenizer_config.json")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="corpus format (default: by extension)")
+    p.add_argument("--text-field", default="text", help="the text field of jsonl records (default: text)")
+    p.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case and accents")
+    p.add_argument("--min-frequency", type=int, default=2, help="fewer sightings than this: no token of its own")
+
+
+def run(args: argparse.Namespace) -> int:
+    from minibert.data.corpus import CorpusStats, iter_documents
+    from minibert.data.tokenizer_training import train_wordpiece
+    from minibert.pretrain import warnings_if_successful
+    from minibert.training.loop import check_writable
+    check_writable(Path(args.output))
+    stats = CorpusStats()
+    with warnings_if_successful():
+        documents = iter_documents(args.corpus, args.format, text_field=args.text_field, stats=stats)
+        tokenizer = train_wordpiece(documents, args.vocab_size, args.lowercase, args.min_frequency)
+    tokenizer.save_pretrained(args.output)
+    print(f"{tokenizer.vocab_size} tokens learnt from {stats.documents} documents ({stats.sentences} sentences); "
+          f"saved to {args.output}")
+    return 0
