@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from minibert.config import PRESETS, BertConfig
-from minibert.data.corpus import _expand, iter_documents
+from minibert.data.corpus import corpus_files, iter_documents
 from minibert.data.pretraining import PretrainingOptions
 from minibert.data.pretraining_shards import (PretrainingDataset, collate_pretraining, prepare_pretraining_data,
                                               read_meta, vocab_sha256)
@@ -142,7 +142,7 @@ def describe_source(corpus: Sequence[PathLike], corpus_format: str, text_field: 
     by path, size and modification time (reading them to hash would cost as much as preparing)."""
     def files(paths: Sequence[PathLike]) -> list[dict]:
         return [{"path": str(path.resolve()), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
-                for path in _expand(paths)]  # _expand: the files iter_documents reads; raises on a missing one
+                for path in corpus_files(paths)]  # the files iter_documents reads; raises on a missing one
 
     return {"corpus": files(corpus), "format": corpus_format, "text_field": text_field,
             "eval_corpus": files(eval_corpus) if eval_corpus else None,

@@ -58,11 +58,11 @@ class BertTokenizer:
                                                         strip_accents=strip_accents, lowercase=lowercase)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
-        cls._add_template(backend)
+        cls.add_bert_template(backend)
         return cls(backend, model_max_length)
 
     @staticmethod
-    def _add_template(backend: Tokenizer) -> None:
+    def add_bert_template(backend: Tokenizer) -> None:
         cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
         if cls_id is None or sep_id is None:
             raise CheckpointError("tokenizer: vocabulary has no [CLS] or [SEP] token")

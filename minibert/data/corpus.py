@@ -100,11 +100,11 @@ def iter_documents(paths: str | os.PathLike | Iterable[str | os.PathLike], forma
     """
     if format not in FORMATS:
         raise DataError(f"corpus: unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    files = _expand(paths)
+    files = corpus_files(paths)
     return _documents(files, format, text_field, stats if stats is not None else CorpusStats())
 
 
-def _expand(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+def corpus_files(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files: list[Path] = []
     for path in map(Path, paths):

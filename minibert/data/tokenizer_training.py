@@ -38,7 +38,7 @@ def train_wordpiece(documents: Iterable[Sequence[str]], vocab_size: int, lowerca
     backend.train_from_iterator(counter, trainer)
     if counter.sentences == 0:
         raise DataError("empty corpus: no sentences to train a tokenizer on")
-    BertTokenizer._add_template(backend)
+    BertTokenizer.add_bert_template(backend)
     return BertTokenizer(backend)
 
 

@@ -113,6 +113,8 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
     model.train()
     stop = state.step >= max_steps
     while not stop:
+        if hasattr(train_dataset, "set_epoch"):  # e.g. dynamic masking: fresh masks every epoch
+            train_dataset.set_epoch(state.epoch)
         batches = EpochBatches(len(train_dataset), args.per_device_batch_size, k, processes.rank, world, args.seed,
                                state.epoch, start_step=state.step_in_epoch)
         epoch_micro_batches = iter(train_loader(train_dataset, collate_fn, batches, args.num_workers, pin_memory))

@@ -171,3 +171,21 @@ def test_keeps_the_best_checkpoint_and_stops_early(tmp_path):
     assert result.best_step == 1 and "accuracy" in result.final_metrics, result
     assert checkpointing.find(tmp_path, "best").name == "step-000001", "best/ should be the first evaluation's"
     assert checkpointing.find(tmp_path, "last").name == "step-000003", "last/ should be where the run stopped"
+
+
+class EpochRecordingData(SyntheticPretraining):
+    """Records the epochs the loop announces, as a dataset with dynamic masking needs them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epochs_seen: list[int] = []
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs_seen.append(epoch)
+
+
+def test_loop_announces_each_epoch_to_the_dataset(tmp_path):
+    data = EpochRecordingData(8, nsp=False)
+    train(tiny_model(BertForMaskedLM), PretrainingTask(), data, None,
+          arguments(tmp_path, num_epochs=3, per_device_batch_size=4), stack)
+    assert data.epochs_seen == [0, 1, 2], f"set_epoch calls {data.epochs_seen}: dynamic masks would repeat"
