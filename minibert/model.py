@@ -231,7 +231,8 @@ class QuestionAnsweringOutput:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The shared base: weight init (BERT's TF code: truncated-free normal(0, 0.02)), loading and saving.
+# The shared base: weight init (normal(0, initializer_range) as transformers does; the original TF code
+# truncates it at two standard deviations), loading and saving.
 # ----------------------------------------------------------------------------------------------------------------
 class BertPreTrainedModel(nn.Module):
     config: BertConfig
