@@ -33,7 +33,8 @@ def train_wordpiece(documents: Iterable[Sequence[str]], vocab_size: int, lowerca
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##")
+                                        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
+                                        show_progress=False)  # its bars leave blank lines in logs
     counter = _SentenceCounter(documents)
     backend.train_from_iterator(counter, trainer)
     if counter.sentences == 0:
