@@ -43,9 +43,9 @@ class Plan:
     bf16: bool
 
 
-QUICK = Plan(rounds=3, min_rounds=2, budget_s=20, quiet_wait_s=10,
-             inference=((1, 32, False), (8, 128, False), (8, 128, True), (32, 128, True)),
-             inference_memory=((32, 128, True),), pretraining=(("tiny", 32),), finetuning_batches=6,
+QUICK = Plan(rounds=3, min_rounds=2, budget_s=20, quiet_wait_s=5,
+             inference=((1, 32, False), (8, 128, False), (32, 128, True)),
+             inference_memory=((32, 128, True),), pretraining=(("tiny", 32),), finetuning_batches=4,
              finetuning_sorted=False, compile=False, bf16=True)
 FULL_INFERENCE = ((1, 32, False), (8, 128, False), (8, 128, True), (32, 128, False), (32, 128, True),
                   (8, 512, False), (8, 512, True))
