@@ -71,8 +71,10 @@ TARGETS = [
 
 
 def attach_targets(results: list[dict]) -> None:
-    """Add {"targets": [{metric, target, met}]} to each targeted case."""
+    """Set {"targets": [{metric, target, met}]} on each targeted case."""
     by_name = {r["name"]: r for r in results}
+    for result in results:
+        result.pop("targets", None)
     for target in TARGETS:
         if target.case in by_name:
             result = by_name[target.case]
@@ -97,7 +99,7 @@ def markdown(results: dict) -> str:
     lines = [
         f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores{', ' + m['gpu'] if 'gpu' in m else ''}), "
         f"{m['threads']} threads, torch {m['torch']}, transformers {m['transformers']}, Python {m['python']}"
-        f"{', quick mode' if s['quick'] else ''}. Matrix-multiply rate: {mm['median_gflops']:.0f} GFLOP/s "
+        f"{', quick mode' if s['quick'] else ''}{'' if results['complete'] else ', INCOMPLETE RUN'}. Matrix-multiply rate: {mm['median_gflops']:.0f} GFLOP/s "
         f"(median {mm['dtype']} {mm['size']}x{mm['size']} mm; range {mm['min_gflops']:.0f}-{mm['max_gflops']:.0f}).",
         "",
         "| case | minibert | transformers (best setting) | ratio | target | met? |",
