@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from minibert.errors import InputError
     from minibert.explain.explorer import check_writable_file, write_explorer
     from minibert.explain.heatmaps import check_output_folder, require_matplotlib, save_heatmaps
-    from minibert.explain.journey import explain, load_for_explain, parse_head
+    from minibert.explain.journey import explain
+    from minibert.explain.loading import load_for_explain
     from minibert.explain.report import render_text
     if args.top_k < 1 or args.top_attended < 1:
         raise InputError("--top-k and --top-attended must be at least 1")
@@ -40,3 +41,15 @@ def run(args: argparse.Namespace) -> int:
         paths = save_heatmaps(journey, args.png)
         print(f"attention heat maps: {len(paths)} files in {args.png}")
     return 0
+
+
+def parse_head(spec: str) -> tuple[int, int]:
+    """'3:5', layer 3 and head 5 counted from 1 as explain prints them -> (2, 4), the indices from 0."""
+    from minibert.errors import InputError
+    try:
+        layer, head = (int(part) for part in spec.split(":"))
+    except ValueError:
+        raise InputError(f"--mask-head {spec!r}: expected LAYER:HEAD, e.g. 3:5 (both counted from 1)") from None
+    if layer < 1 or head < 1:
+        raise InputError(f"--mask-head {spec!r}: layers and heads count from 1")
+    return layer - 1, head - 1

@@ -1,9 +1,11 @@
-"""The journey of one input through BERT, as numbers a learner can read: `explain(model, tokenizer, text)`.
+"""The journey of one input through BERT, as numbers a learner can read: `explain(loaded, text, pair)`.
 
-    from minibert.explain.journey import explain, load_for_explain
+    from minibert.explain.journey import explain
+    from minibert.explain.loading import load_for_explain
+    from minibert.explain.report import render_text
     loaded = load_for_explain("path/to/checkpoint")            # the model class that uses every head it carries
     journey = explain(loaded, "the capital of france is [MASK].")
-    print(render_text(journey))                                # minibert.explain.report
+    print(render_text(journey))
 
 Everything here is derived from a `Trace` (trace.py), the values the model itself computed.
 """
@@ -11,46 +13,18 @@ Everything here is derived from a `Trace` (trace.py), the values the model itsel
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from minibert import model as M
-from minibert.checkpoint import find_weights, read_weights
 from minibert.config import BertConfig
 from minibert.errors import InputError
-from minibert.explain.trace import Trace, code_location, encoder_of, run_trace
-from minibert.hub import resolve
-from minibert.parity import head_class_for
-from minibert.tasks.kinds import read_label_map
+from minibert.explain.heads import HeadReadout, read_heads
+from minibert.explain.loading import LoadedModel
+from minibert.explain.trace import Trace, run_trace
 from minibert.tokenizer import BertTokenizer
-
-
-# -- loading ------------------------------------------------------------------------------------------------------
-@dataclass
-class LoadedModel:
-    source: str
-    model: M.BertPreTrainedModel
-    tokenizer: BertTokenizer
-    labels: list[str] | None  # class or tag names in id order, for classification heads
-    untrained: list[str]  # parameters the checkpoint did not hold (their part of the model is not shown)
-
-
-def load_for_explain(name_or_path: str | os.PathLike) -> LoadedModel:
-    """Load a checkpoint into the class that uses every head it carries (the choice `minibert parity` makes)."""
-    folder = resolve(name_or_path)
-    names = list(read_weights(find_weights(folder)))
-    config = BertConfig.from_json(folder / "config.json")
-    class_name = head_class_for(names, config.extra.get("architectures"))
-    model = getattr(M, class_name).from_pretrained(folder).eval()
-    labels = None
-    if hasattr(model, "classifier"):
-        labels = (read_label_map(folder) or {}).get("labels") or list(model.config.labels().values())
-    return LoadedModel(str(name_or_path), model, BertTokenizer.from_pretrained(folder), labels,
-                       list(model.load_report.newly_initialised))
 
 
 # -- what explain reports -------------------------------------------------------------------------------------------
@@ -93,20 +67,6 @@ class LayerJourney:
     ffn_residual_norm: list[float]  # per token: |x + feed-forward|
     output_norm: list[float]  # per token, after ffn_norm
     feed_forward: FeedForwardStats | None  # None when the feed-forward did not run
-
-
-@dataclass
-class HeadReadout:
-    """What each head the checkpoint carries says; `absent` says which it does not carry, in words."""
-    pooled_norm: float | None = None
-    mlm: list[tuple[int, list[tuple[str, float]]]] | None = None  # per [MASK]: (position, top-k (token, p))
-    nsp_is_next: float | None = None  # P(B follows A), label 0 of the NSP head
-    classes: list[tuple[str, float]] | None = None  # (label, probability), in label order
-    score: float | None = None  # a regression head's output
-    token_labels: list[tuple[str, float]] | None = None  # per token: (best label, its probability)
-    answer: tuple[int, int, float] | None = None  # QA: best (start, end) and P(start) * P(end)
-    computed_by: dict[str, str] = field(default_factory=dict)  # head -> the function that computes it
-    absent: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -220,81 +180,6 @@ def explain(loaded: LoadedModel, text: str, pair: str | None = None, top_k: int 
                    heads=read_heads(loaded, trace, ids, tokenizer, top_k), masked_heads=list(mask_heads), trace=trace)
 
 
-# -- the heads ------------------------------------------------------------------------------------------------------
-def _trained(loaded: LoadedModel, prefix: str) -> bool:
-    return not any(name.startswith(prefix) for name in loaded.untrained)
-
-
-def read_heads(loaded: LoadedModel, trace: Trace, ids: list[int], tokenizer: BertTokenizer,
-               top_k: int) -> HeadReadout:
-    model, out = loaded.model, trace.output
-    readout = HeadReadout()
-    pooler_prefix = "pooler." if isinstance(model, M.BertModel) else "bert.pooler."
-    if trace.pooled is not None and _trained(loaded, pooler_prefix):
-        readout.pooled_norm = float(trace.pooled.float().norm())
-        readout.computed_by["pooler"] = code_location(M.Pooler.forward)
-    elif encoder_of(model).pooler is None:
-        readout.absent.append(f"no pooler ({type(model).__name__} has none: nothing reads [CLS] alone)")
-    else:
-        readout.absent.append("no pooler weights in the checkpoint (the pooler would be random: not shown)")
-
-    if hasattr(model, "mlm"):
-        logits = out.prediction_logits if isinstance(out, M.PreTrainingOutput) else out.logits
-        masks = [i for i, token in enumerate(ids) if token == tokenizer.mask_id]
-        readout.mlm = []
-        for position in masks:
-            probs = logits[0, position].float().softmax(-1)  # (V,)
-            top = probs.topk(min(top_k, probs.numel()))
-            readout.mlm.append((position, list(zip(tokenizer.convert_ids_to_tokens(top.indices.tolist()),
-                                                   top.values.tolist()))))
-        readout.computed_by["mlm"] = code_location(M.MaskedLMHead.forward)
-    else:
-        readout.absent.append("no masked-LM head (the checkpoint has no cls.predictions.* tensors): "
-                              "no [MASK] predictions")
-
-    if hasattr(model, "nsp"):
-        logits = out.seq_relationship_logits if isinstance(out, M.PreTrainingOutput) else out.logits
-        readout.nsp_is_next = float(logits[0].float().softmax(-1)[0])
-        readout.computed_by["nsp"] = code_location(type(model).forward)
-    else:
-        readout.absent.append("no next-sentence head (no cls.seq_relationship.* tensors)")
-
-    if isinstance(model, M.BertForSequenceClassification):
-        logits = out.logits[0].float()  # (C,)
-        if model.config.num_labels == 1 or model.config.problem_type == "regression":
-            readout.score = float(logits[0])
-        elif model.config.problem_type == "multi_label_classification":
-            readout.classes = list(zip(loaded.labels, logits.sigmoid().tolist()))
-        else:
-            readout.classes = list(zip(loaded.labels, logits.softmax(-1).tolist()))
-        readout.computed_by["classifier"] = code_location(type(model).forward)
-    elif isinstance(model, M.BertForTokenClassification):
-        best = out.logits[0].float().softmax(-1).max(-1)  # (T, C) -> (T,)
-        readout.token_labels = [(loaded.labels[i], p) for p, i in zip(best.values.tolist(), best.indices.tolist())]
-        readout.computed_by["classifier"] = code_location(type(model).forward)
-    elif isinstance(model, M.BertForQuestionAnswering):
-        start, end = out.start_logits[0].float().softmax(-1), out.end_logits[0].float().softmax(-1)  # (T,)
-        scores = torch.triu(start[:, None] * end[None, :])  # (T, T): P(start) * P(end), end >= start
-        best = int(scores.argmax())
-        tokens = scores.shape[0]
-        readout.answer = (best // tokens, best % tokens, float(scores.flatten()[best]))
-        readout.computed_by["qa"] = code_location(type(model).forward)
-    else:
-        readout.absent.append("no fine-tuned head (classifier, tagger or QA)")
-    return readout
-
-
 def uniform_entropy(tokens: int) -> float:
     """The entropy of attention spread evenly over `tokens` keys, in bits: the ceiling of attention_entropy."""
     return math.log2(tokens)
-
-
-def parse_head(spec: str) -> tuple[int, int]:
-    """'3:5', layer 3 and head 5 counted from 1 as explain prints them -> (2, 4), the indices from 0."""
-    try:
-        layer, head = (int(part) for part in spec.split(":"))
-    except ValueError:
-        raise InputError(f"--mask-head {spec!r}: expected LAYER:HEAD, e.g. 3:5 (both counted from 1)") from None
-    if layer < 1 or head < 1:
-        raise InputError(f"--mask-head {spec!r}: layers and heads count from 1")
-    return layer - 1, head - 1

@@ -89,8 +89,8 @@ def _layer(journey: Journey, index: int, layer: LayerJourney, top_n: int) -> lis
         lines.append(f"   feed-forward: not computed (ffn.output did not run)   [{computed_by('feed_forward')}]")
         return lines
     lines.append(f"   feed-forward {journey.config.hidden_act} output, {f.units} units x {t} tokens: "
-                 f"mean {f.mean:.3f}, std {f.std:.3f}, {100 * f.share_positive:.0f}% > 0, max {f.max:.2f} at {f.max_token}:"
-                 f"{tokens[f.max_token]}   [{computed_by('feed_forward')}]")
+                 f"mean {f.mean:.3f}, std {f.std:.3f}, {100 * f.share_positive:.0f}% > 0, "
+                 f"max {f.max:.2f} at {f.max_token}:{tokens[f.max_token]}   [{computed_by('feed_forward')}]")
     return lines
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minibert.cli.main import main
-from minibert.explain.journey import LoadedModel, load_for_explain
+from minibert.explain.loading import LoadedModel, load_for_explain
 from minibert.tokenizer import SPECIAL_TOKENS, BertTokenizer
 
 # A small corpus with the words the tests ask about, one document per line.

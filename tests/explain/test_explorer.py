@@ -14,7 +14,8 @@ import torch
 
 from minibert.errors import InputError
 from minibert.explain.explorer import SCALE, render_html, write_explorer
-from minibert.explain.journey import LoadedModel, explain
+from minibert.explain.journey import explain
+from minibert.explain.loading import LoadedModel
 
 PAIR_32 = ("the capital of france is [MASK] and it is a large city on the seine.",
            "many people visit its museums and its old bridges every single year.")

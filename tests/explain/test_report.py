@@ -10,7 +10,8 @@ import re
 import pytest
 import torch
 
-from minibert.explain.journey import explain, load_for_explain
+from minibert.explain.journey import explain
+from minibert.explain.loading import load_for_explain
 from minibert.explain.report import render_text
 from minibert.inference import fill_mask
 from minibert.tasks.predict import Predictor
