@@ -50,15 +50,20 @@ def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -
     cell = max(2.2, 0.16 * len(tokens) + 0.8)  # inches per head, so token labels stay legible
     paths = []
     for index, layer in enumerate(journey.trace.layers):
-        figure, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.4), squeeze=False)
+        # Shared axes: token labels only along the left column and the bottom row (less clutter, faster to draw).
+        figure, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.4), squeeze=False,
+                                    sharex=True, sharey=True)
+        axes[0, 0].set_xticks(range(len(tokens)), tokens)
+        axes[0, 0].set_yticks(range(len(tokens)), tokens)
         for head, ax in enumerate(axes.flat):
+            ax.tick_params(axis="x", labelrotation=90, labelsize=6)
+            ax.tick_params(axis="y", labelsize=6)
+            ax.label_outer()
             if head >= heads:
                 ax.axis("off")
                 continue
             ax.imshow(layer.attention[head].float().cpu().numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
             ax.set_title(f"head {head + 1}", fontsize=9)
-            ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=6)
-            ax.set_yticks(range(len(tokens)), tokens, fontsize=6)
             if b_start is not None:
                 ax.axhline(b_start - 0.5, color="tab:orange", linewidth=0.8)
                 ax.axvline(b_start - 0.5, color="tab:orange", linewidth=0.8)
