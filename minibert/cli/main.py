@@ -13,6 +13,7 @@ COMMANDS = {
     "parity": ("parity", "compare minibert with transformers layer by layer on a checkpoint"),
     "embed": ("embed", "sentence embeddings (mean, CLS or pooler) to .npy or JSONL"),
     "fill-mask": ("fill_mask", "top-k predictions for each [MASK] in a text"),
+    "explain": ("explain", "follow one input through the model, stage by stage; attention explorer (HTML, PNG)"),
     "finetune": ("finetune", "fine-tune a checkpoint for classification, regression, NER or QA"),
     "predict": ("predict", "labels, tags or answers from a fine-tuned model, as JSON lines"),
     "train-tokenizer": ("train_tokenizer", "learn a WordPiece vocabulary from a corpus"),
