@@ -76,6 +76,20 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
     return removed
 
 
+def remove_own_temps(folder: Path) -> None:
+    """Remove the temporaries this process left in `folder` (a failed run cleaning up after itself)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    mark = f"{TEMP_MARK}{host_name()}-{os.getpid()}-"
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and mark in entry.name:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def make_temp_dir(parent: Path, name: str) -> Path:
     """A new, empty temporary folder for `parent/name`, with the umask's mode (tempfile.mkdtemp's is 0700)."""
     tmp = Path(parent) / temp_name(name)

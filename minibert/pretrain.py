@@ -47,7 +47,7 @@ from minibert.data.pretraining_shards import (PretrainingDataset, build_beside, 
                                               read_meta, vocab_sha256, write_pretraining_data)
 from minibert.errors import ConfigError, DataError, spelled
 from minibert.hub import resolve
-from minibert.io import atomic_write_text
+from minibert.io import atomic_write_text, remove_stale_temps
 from minibert.model import BertForMaskedLM, BertForPreTraining
 from minibert.output_lock import output_lock
 from minibert.tokenizer import BertTokenizer
@@ -173,13 +173,16 @@ def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir:
     source = describe_source(corpus, corpus_format, text_field, eval_corpus, eval_fraction, options, tokenizer)
     has_eval = bool(eval_corpus) or eval_fraction > 0
     prepared = PreparedData(data_dir / "train", data_dir / "eval" if has_eval else None)
-    if _finished(data_dir, source, prepared):
-        logger.info("reusing the data prepared in %s", data_dir)
-        return prepared
-    if keep_existing and (data_dir / SOURCE).is_file():
-        raise DataError(f"{data_dir}: the corpus, data options or tokenizer differ from those this data was "
-                        f"prepared from ({SOURCE}); a resumed run must read the same data")
     with output_lock(data_dir), ExitStack() as cleanup:
+        for name in ("train", "eval"):  # left by a preparation that was killed
+            for path in remove_stale_temps(data_dir, name):
+                logger.info("removed %s, left by a killed preparation", path)
+        if _finished(data_dir, source, prepared):
+            logger.info("reusing the data prepared in %s", data_dir)
+            return prepared
+        if keep_existing and (data_dir / SOURCE).is_file():
+            raise DataError(f"{data_dir}: the corpus, data options or tokenizer differ from those this data was "
+                            f"prepared from ({SOURCE}); a resumed run must read the same data")
         # Built beside the earlier data, which stays whole and in use until the new data is complete.
         built = {}
         for name, folder in (("train", prepared.train), ("eval", prepared.eval)):
@@ -216,7 +219,10 @@ def warnings_if_successful() -> Iterator[None]:
 
 def _finished(data_dir: Path, source: dict, prepared: PreparedData) -> bool:
     path = data_dir / SOURCE
-    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != source:
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) != source:
+            return False
+    except (OSError, ValueError):  # missing, or damaged: prepared again
         return False
     folders = [prepared.train] + ([prepared.eval] if prepared.eval else [])
     return all((folder / "meta.json").is_file() for folder in folders)
@@ -240,8 +246,11 @@ def open_prepared(data_dir: PathLike) -> PreparedData:
     if not (data_dir / SOURCE).is_file():
         raise DataError(f"{data_dir}: no prepared data here (no meta.json, no {SOURCE}), or its preparation did not "
                         "finish; run `minibert prepare-pretraining`")
-    source = json.loads((data_dir / SOURCE).read_text(encoding="utf-8"))
-    has_eval = bool(source["eval_corpus"]) or source["eval_fraction"] > 0
+    try:
+        source = json.loads((data_dir / SOURCE).read_text(encoding="utf-8"))
+        has_eval = bool(source["eval_corpus"]) or source["eval_fraction"] > 0
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{data_dir / SOURCE}: damaged ({type(e).__name__}: {e}); prepare the data again") from None
     return PreparedData(data_dir / "train", data_dir / "eval" if has_eval else None)
 
 

@@ -44,7 +44,7 @@ from minibert.tasks.readers import (GlueTask, QAExample, TaggedSentence, build_l
 from minibert.tokenizer import BertTokenizer
 from minibert.training import (QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask,
                                TrainingArguments, TrainResult, train)
-from minibert.training import checkpointing
+from minibert.training import checkpointing, distributed
 from minibert.training.finetuning import FineTuningTask, MetricFn
 from minibert.training.reporting import MetricsLog
 from minibert.training.run_folder import check_output_dir
@@ -271,6 +271,7 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     main_metric = (glue.metric if glue is not None else kind.main_metric) if eval_examples else None
     args = _training_arguments(output_dir, main_metric, training)
     check_output_dir(args)  # before loading and encoding: a run that cannot start must not cost them
+    distributed.choose_device(args.device)
     labels = label_list(kind, train_examples, glue)
     # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1

@@ -44,7 +44,7 @@ class TrainingArguments:
     # is set (as in transformers' Trainer scripts); the earlier files are replaced only as the new ones are saved.
     overwrite_output_dir: bool = False
     num_workers: int = 0  # DataLoader worker processes; results do not depend on it
-    progress_bar: bool = True
+    progress_bar: bool | None = True  # True: a tqdm bar; False: a line every log_every steps; None: silent
     plot: bool = True  # output_dir/curves.png, when matplotlib is installed
 
     def __post_init__(self) -> None:

@@ -119,7 +119,8 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
         eval_dataset, collate_fn, args.per_device_batch_size, args.seed, args.num_workers, pin_memory)
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", state.step if last_checkpoint else None) \
         if processes.is_main else None
-    progress = Progress(processes.is_main, args.progress_bar, max_steps, state.step, args.log_every)
+    progress = Progress(processes.is_main and args.progress_bar is not None, bool(args.progress_bar), max_steps,
+                        state.step, args.log_every)
     eval_metrics: dict[str, float] = {}
     loss_value, tokens_trained, training_time, stopped_early = None, 0.0, 0.0, False
 

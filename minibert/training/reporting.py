@@ -65,7 +65,8 @@ def _short(record: dict[str, Any]) -> str:
 
 class Progress:
     """A tqdm bar over optimizer steps showing loss and throughput; or, with progress_bar=False or without tqdm,
-    a line on stderr every `log_every` steps and at each evaluation; nothing on ranks other than 0."""
+    a line on stderr every `log_every` steps (with the evaluation's metrics when there was one); nothing on ranks
+    other than 0."""
 
     def __init__(self, enabled: bool, bar: bool, total: int, initial: int, log_every: int):
         self.enabled, self.total, self.log_every = enabled, total, log_every
@@ -76,7 +77,7 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(_short(record), refresh=False)
-        elif self.enabled and (record["step"] % self.log_every == 0 or any(k.startswith("eval_") for k in record)):
+        elif self.enabled and record["step"] % self.log_every == 0:
             print(f"step {record['step']}/{self.total} {_short(record)}", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from minibert.errors import spelled
-from minibert.io import remove_stale_temps, unwritable_reason
+from minibert.io import remove_own_temps, remove_stale_temps, unwritable_reason
 from minibert.output_lock import output_lock
 from minibert.training import checkpointing, distributed
 from minibert.training.args import TrainingArguments
@@ -63,7 +63,12 @@ def hold_output_dir(folder: Path, processes: distributed.Processes) -> Iterator[
                     logger.info("removed %s, left by a killed run", path)
 
         distributed.on_main(processes, take)
-        yield
+        try:
+            yield
+        except BaseException:
+            if processes.is_main:  # e.g. the pending metrics of a new run that never saved a checkpoint
+                remove_own_temps(folder)
+            raise
 
 
 def describe_resume(saved: dict[str, Any], args: TrainingArguments, steps_per_epoch: int, step: int,

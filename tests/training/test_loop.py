@@ -15,7 +15,7 @@ from minibert.training.batches import EpochBatches
 
 
 def arguments(folder, **overrides):
-    settings = dict(learning_rate=1e-3, log_every=1, progress_bar=False, plot=False, per_device_batch_size=4)
+    settings = dict(learning_rate=1e-3, log_every=1, progress_bar=None, plot=False, per_device_batch_size=4)
     return TrainingArguments(str(folder), **{**settings, **overrides})
 
 
