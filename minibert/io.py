@@ -90,13 +90,6 @@ def remove_own_temps(folder: Path) -> None:
                 entry.unlink(missing_ok=True)
 
 
-def make_temp_dir(parent: Path, name: str) -> Path:
-    """A new, empty temporary folder for `parent/name`, with the umask's mode (tempfile.mkdtemp's is 0700)."""
-    tmp = Path(parent) / temp_name(name)
-    os.mkdir(tmp, 0o777)
-    return tmp
-
-
 # -- errors -------------------------------------------------------------------------------------------------------
 def error_for(error: OSError, path: Path) -> OSError:
     """The same error (same errno, so the same OSError subclass) naming `path`."""

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -187,8 +186,7 @@ def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir:
         built = {}
         for name, folder in (("train", prepared.train), ("eval", prepared.eval)):
             if folder is not None:
-                built[name] = build_beside(folder)
-                cleanup.callback(shutil.rmtree, built[name], ignore_errors=True)
+                built[name] = build_beside(folder, cleanup)
         read = functools.partial(iter_documents, format=corpus_format, text_field=text_field)
         split = 0.0 if eval_corpus else eval_fraction
         with warnings_if_successful():
@@ -356,7 +354,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
 
     processes = distributed.setup(args.device)
     try:
-        with hold_output_dir(Path(args.output_dir), processes):
+        with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
             return _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes)
     finally:
         distributed.teardown(processes)

@@ -943,6 +943,9 @@ def test_two_runs_on_one_output_dir(world, tmp_path, capsys):
     line = one_line(capsys.readouterr().err)
     assert status == 2 and f"{run}: another run is writing here (process {first.pid} on {host_name()}" in line, line
     assert "pretrain" in line and str(lock) in line, f"the line should say what holds it: {line}"
+    status = main(world.finetune(run, "--max-steps", "1", "--overwrite-output-dir"))
+    line = one_line(capsys.readouterr().err)
+    assert status == 2 and f"another run is writing here (process {first.pid}" in line, f"finetune too: {line}"
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     before = fingerprint([world.root])

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,7 +36,7 @@ from minibert.data.masking import IGNORE_INDEX, Masker, subword_table
 from minibert.data.pretraining import (CreationCounts, PretrainingExample, PretrainingOptions,
                                        check_tokenizer, example_features, generate_examples)
 from minibert.errors import DataError
-from minibert.io import atomic_write_text, make_temp_dir, remove_stale_temps
+from minibert.io import atomic_write_text, remove_stale_temps, temp_name
 from minibert.tokenizer import BertTokenizer
 
 FORMAT = "minibert-pretraining"
@@ -70,20 +71,22 @@ def prepare_pretraining_data(documents: Iterable[Sequence[str]], tokenizer: Bert
     out_dir = Path(out_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir}: folder is not empty; pass overwrite=True to replace its data")
-    tmp = build_beside(out_dir)
-    try:
+    with ExitStack() as cleanup:
+        tmp = build_beside(out_dir, cleanup)
         meta = write_pretraining_data(documents, tokenizer, tmp, options, shard_size)
         move_prepared(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 
-def build_beside(out_dir: Path) -> Path:
-    """A new temporary folder beside `out_dir` to build its data in, after removing those killed runs left."""
+def build_beside(out_dir: Path, cleanup: ExitStack) -> Path:
+    """A new temporary folder beside `out_dir` to build its data in (removed when `cleanup` closes, unless moved
+    in by then), after removing those that killed runs left."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir.parent, out_dir.name)
-    return make_temp_dir(out_dir.parent, out_dir.name)
+    tmp = out_dir.parent / temp_name(out_dir.name)
+    cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)  # registered first: an interrupt may come any time
+    os.mkdir(tmp, 0o777)
+    return tmp
 
 
 def write_pretraining_data(documents: Iterable[Sequence[str]], tokenizer: BertTokenizer, folder: Path,

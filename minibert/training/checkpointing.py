@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from minibert.errors import CheckpointError, spelled
-from minibert.io import atomic_write_text, make_temp_dir, remove_stale_temps, torch_save
+from minibert.io import atomic_write_text, remove_stale_temps, temp_name, torch_save
 from minibert.training import distributed
 from minibert.training.args import TrainingArguments
 from minibert.training.errors import TrainingError
@@ -131,8 +131,9 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
                   rng: list, state: TrainState, last: Path | None) -> Path:
     """The checkpoint's files, in a temporary folder beside the others (removed again if a write fails)."""
     remove_stale_temps(folder)  # left by a killed save
-    tmp = make_temp_dir(folder, name)
+    tmp = folder / temp_name(name)
     try:
+        os.mkdir(tmp, 0o777)  # inside the try: an interrupt right after it still removes it
         torch_save(model.state_dict(), tmp / "model.pt")
         torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng}, tmp / "training.pt")

@@ -25,7 +25,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from minibert.errors import spelled
-from minibert.io import unwritable_reason
 from minibert.training import checkpointing, distributed
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
@@ -63,8 +62,7 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
     an earlier one needs args.overwrite_output_dir, and replaces its files only as it saves its own."""
     started = time.perf_counter()
     processes = distributed.setup(args.device)
-    check_output_dir(args)
-    with hold_output_dir(Path(args.output_dir), processes):
+    with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
         return _train(model, task, train_dataset, eval_dataset, args, collate_fn, processes, started)
 
 
@@ -73,9 +71,9 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
            started: float) -> TrainResult:
     device, world = processes.device, processes.world_size
     output_dir = Path(args.output_dir)
-    check_output_dir(args)  # again, now that the folder is ours
     if args.precision == "fp16" and device.type != "cuda":
-        raise TrainingError("precision fp16 needs a CUDA device (loss scaling is for its kernels); use bf16 on CPU")
+        raise TrainingError(f"{spelled('precision')} fp16 needs a CUDA device (loss scaling is for its kernels); use "
+                            "bf16 on CPU")
     if args.keep_best_metric and eval_dataset is None:
         raise TrainingError(f"keep_best_metric {args.keep_best_metric!r} needs an eval_dataset")
     seed_everything(args.seed + processes.rank)  # dropout differs between ranks, as in nanoGPT
@@ -222,13 +220,6 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
                        best_step=state.best_step, steps=state.step, wall_time_s=time.perf_counter() - started,
                        tokens_per_s=tokens_trained / training_time if training_time else 0.0,
                        stopped_early=stopped_early, output_dir=output_dir)
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before training, not at the first checkpoint an hour in (and without creating the folder)."""
-    reason = unwritable_reason(folder)
-    if reason is not None:
-        raise TrainingError(f"{spelled('output_dir')} {folder} is not writable ({reason})")
 
 
 def non_finite(what: str, step: int, last_checkpoint: Path | None) -> TrainingError:

@@ -7,7 +7,7 @@ import logging
 import math
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from minibert.errors import spelled
 from minibert.io import remove_own_temps, remove_stale_temps, unwritable_reason
@@ -36,9 +36,7 @@ def check_output_dir(args: TrainingArguments) -> None:
     """Before any work: the folder can be written; `resume` has a checkpoint to continue; a new run does not
     replace an earlier one unless `overwrite_output_dir` says so (as with transformers' Trainer scripts)."""
     folder = Path(args.output_dir)
-    reason = unwritable_reason(folder)
-    if reason is not None:
-        raise TrainingError(f"{spelled('output_dir')} {folder} is not writable ({reason})")
+    check_writable(folder)
     if args.resume:
         if checkpointing.find(folder) is None:
             raise TrainingError(f"{spelled('resume')}: no checkpoint in {folder / checkpointing.CHECKPOINTS} to "
@@ -51,16 +49,28 @@ def check_output_dir(args: TrainingArguments) -> None:
                             f"or another {spelled('output_dir')}")
 
 
+def check_writable(folder: Path) -> None:
+    """Fail before any work, not at the first checkpoint an hour in (and without creating the folder)."""
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise TrainingError(f"{spelled('output_dir')} {folder} is not writable ({reason})")
+
+
 @contextmanager
-def hold_output_dir(folder: Path, processes: distributed.Processes) -> Iterator[None]:
+def hold_output_dir(folder: Path, processes: distributed.Processes,
+                    check: Callable[[], None] | None = None) -> Iterator[None]:
     """Rank 0 holds the folder's lock (see minibert.output_lock) for the block, after removing temporaries that
-    killed writers left there; its refusal (another run holds it) reaches every rank."""
+    killed writers left there, and runs `check` (e.g. check_output_dir) once it holds it: on rank 0 alone, since
+    the other ranks could see files rank 0 already wrote. A refusal reaches every rank."""
     with ExitStack() as stack:
         def take() -> None:
+            check_writable(folder)
             stack.enter_context(output_lock(folder))
             for place in (folder, folder / checkpointing.CHECKPOINTS):
                 for path in remove_stale_temps(place):
                     logger.info("removed %s, left by a killed run", path)
+            if check is not None:
+                check()
 
         distributed.on_main(processes, take)
         try:
@@ -82,9 +92,10 @@ def describe_resume(saved: dict[str, Any], args: TrainingArguments, steps_per_ep
         return run.get("warmup_steps") or math.ceil(run.get("warmup_ratio", 0.0) * total(run))
 
     now = args.to_dict()
+    length = "max_steps" if saved.get("max_steps") != now.get("max_steps") else "num_epochs"
     changes = []
     for label, field, value in (("peak learning rate", "learning_rate", lambda run: run.get("learning_rate")),
-                                ("total steps", "max_steps", total), ("warm-up steps", "warmup_steps", warmup),
+                                ("total steps", length, total), ("warm-up steps", "warmup_steps", warmup),
                                 ("weight decay", "weight_decay", lambda run: run.get("weight_decay")),
                                 ("gradient clipping", "max_grad_norm", lambda run: run.get("max_grad_norm")),
                                 ("precision", "precision", lambda run: run.get("precision"))):
