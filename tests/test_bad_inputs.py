@@ -521,7 +521,7 @@ DAMAGE = {
         "step-000002/model.pt: cannot read"),
     "model.pt of another model": (
         lambda c: torch.save({"weight": torch.zeros(2)}, c / "step-000002" / "model.pt"),
-        "step-000002: the checkpoint does not fit this model and optimizer"),
+        "step-000002/model.pt: does not hold this model's weights (missing: bert.embeddings"),
 }
 
 
@@ -599,7 +599,7 @@ def _(w, tmp, patch):
     patch.setattr(checkpointing, "torch_save", no_space(0, checkpointing.torch_save))
     return Row(w.pretrain_corpus(run, "--max-steps", "2", "--save-every", "1", "--overwrite-output-dir"),
                ("checkpoints/step-000001: cannot write the checkpoint (no space left on device)",
-                "make room, then rerun with --resume"), keep=(run,))
+                "its partial files were removed; make room, then run again"), keep=(run,))
 
 
 @row("a lock left by a killed run")
@@ -783,7 +783,8 @@ def _(w, tmp, patch):
         assert main(w.pretrain(run, "--max-steps", "3", "--save-every", "1", "--resume")) == 0, "--resume failed"
     return Row(w.pretrain(run, "--max-steps", "3", "--save-every", "1"),
                (f"{run / 'checkpoints' / 'step-000002'}: cannot write the checkpoint (no space left on device)",
-                f"the last one is intact ({run / 'checkpoints' / 'step-000001'})"), check=check)
+                f"the last one ({run / 'checkpoints' / 'step-000001'}) is intact", "rerun with --resume"),
+               check=check)
 
 
 @row("a full disk while writing final/")

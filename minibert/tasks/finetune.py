@@ -133,9 +133,10 @@ def check_classes(kind: TaskKind, examples: Sequence, source: str | os.PathLike)
     else:
         return
     if len(found) < 2:
-        what = "example has the label" if kind.name == "classification" else "token has the tag"
+        what, classes = ("example has the label", "classes") if kind.name == "classification" else \
+            ("token has the tag", "tags")
         raise DataError(f"{source}: every training {what} {next(iter(found), None)!r}; {kind.name} needs at least "
-                        "two classes in the training data")
+                        f"two {classes} in the training data")
 
 
 def encode(kind: TaskKind, tokenizer: BertTokenizer, examples: Sequence, labels: list[str] | None,

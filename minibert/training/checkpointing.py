@@ -144,9 +144,10 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
         shutil.rmtree(tmp, ignore_errors=True)
         if not isinstance(e, OSError):
             raise
+        then = (f"the last one ({last}) is intact: make room, then rerun with {spelled('resume')}" if last else
+                "make room, then run again")
         raise CheckpointError(f"{folder / name}: cannot write the checkpoint ({(e.strerror or str(e)).lower()}); "
-                              f"the partial checkpoint was removed and the last one is intact ({last or 'none yet'}):"
-                              f" make room, then rerun with {spelled('resume')}") from None
+                              f"its partial files were removed; {then}") from None
     return tmp
 
 
@@ -182,6 +183,21 @@ def check_model_config(folder: Path, saved: dict[str, Any], current: dict[str, A
     if differing:
         raise CheckpointError(f"{folder}: cannot resume, the model config differs from the checkpoint's in "
                               f"{', '.join(differing)}")
+
+
+def check_model_tensors(path: Path, saved: Any, expected: dict[str, torch.Tensor]) -> None:
+    """model.pt must hold exactly the model's tensors, with their shapes."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(saved).__name__}")
+    missing = [name for name in expected if name not in saved]
+    unexpected = [name for name in saved if name not in expected]
+    reshaped = [name for name in expected if name in saved and isinstance(saved[name], torch.Tensor)
+                and saved[name].shape != expected[name].shape]
+    if missing or unexpected or reshaped:
+        found = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+                          for what, names in (("missing", missing), ("not the model's", unexpected),
+                                              ("other shape", reshaped)) if names)
+        raise CheckpointError(f"{path}: does not hold this model's weights ({found})")
 
 
 TRAINER_KEYS = {"state": dict, "data_order": dict, "args": dict, "model_config": dict}
@@ -243,6 +259,7 @@ def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     training = _torch_load(folder / "training.pt")
     if not isinstance(training, dict) or not {"optimizer", "scheduler", "scaler", "rng"} <= set(training):
         raise CheckpointError(f"{folder / 'training.pt'}: expected optimizer, scheduler, scaler and rng states")
+    check_model_tensors(folder / "model.pt", model_state, model.state_dict())
     try:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(training["optimizer"])
