@@ -83,7 +83,8 @@ def _train_and_show(checkpoint: Path, data: Path, output_dir: Path, steps: int, 
     """Fine-tune for `steps`, print the held-out accuracy and labels for NEW_SENTENCES."""
     result = finetune(checkpoint, "classification", data, output_dir, data=ROTTEN_TOMATOES, validation_fraction=0.1,
                       split_seed=0, max_length=MAX_LENGTH, per_device_batch_size=BATCH_SIZE, learning_rate=1e-4,
-                      warmup_ratio=0.1, max_steps=steps, precision=PRECISION, progress_bar=False)
+                      warmup_ratio=0.1, max_steps=steps, precision=PRECISION, progress_bar=None,
+                      overwrite_output_dir=True)
     accuracy = result.metrics["accuracy"]
     print(f"held-out accuracy {accuracy:.1%} on {result.num_validation} sentences after {result.training.steps} "
           f"steps on {result.training.steps * BATCH_SIZE} of {result.num_train} training sentences "

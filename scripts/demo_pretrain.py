@@ -121,7 +121,7 @@ def demo_pretraining(output_dir: str | Path, minutes: float = 2.0, continue_mini
     batch_size = 16
     args = TrainingArguments(str(output_dir), max_steps=100_000, per_device_batch_size=batch_size,
                              learning_rate=learning_rate, warmup_ratio=0.05, precision="bf16", eval_every=eval_every,
-                             log_every=1, progress_bar=False)
+                             log_every=1, progress_bar=None, overwrite_output_dir=True)
     result = pretrain(args, tokenizer, corpus=[corpus], model=model, init_from=init_from, options=OPTIONS,
                       eval_fraction=EVAL_FRACTION, max_minutes=minutes)
     print(f"{result.steps} steps of {batch_size} examples in {result.wall_time_s:.0f} s "

@@ -60,7 +60,8 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, help="default: runs/NAME")
     args, extra = parser.parse_known_args()
     from minibert.cli.main import main as minibert
-    argv = ["finetune", *recipe(args.name, args.output_dir or Path("runs") / args.name), *extra]
+    rerun = [] if "--resume" in extra else ["--overwrite-output-dir"]  # running a recipe again replaces its run
+    argv = ["finetune", *recipe(args.name, args.output_dir or Path("runs") / args.name), *rerun, *extra]
     print("$ minibert " + shlex.join(argv), flush=True)
     started = time.perf_counter()
     status = minibert(argv)

@@ -57,7 +57,7 @@ def tokenizer(corpus) -> BertTokenizer:
 
 def training_args(output_dir: Path, **overrides) -> TrainingArguments:
     settings = dict(max_steps=STEPS, per_device_batch_size=16, learning_rate=5e-3, warmup_steps=10, eval_every=100,
-                    save_every=100, log_every=5, progress_bar=False, plot=False)
+                    save_every=100, log_every=5, progress_bar=None, plot=False)
     return TrainingArguments(str(output_dir), **{**settings, **overrides})
 
 

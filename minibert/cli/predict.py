@@ -5,28 +5,34 @@ plain text, which stands for {"text": line}."""
 import argparse
 import sys
 
+from minibert.cli.arg_types import encoding, positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="fine-tuned folder (e.g. OUTPUT_DIR/best) or hub id")
     p.add_argument("--input", "-i", help="input file, one record per line (default: stdin)")
     p.add_argument("--output", "-o", help="output JSONL file (default: stdout)")
     p.add_argument("--task", choices=["auto", "classification", "regression", "ner", "qa"], default="auto",
-                   help="default: from the folder's label_map.json or config.json")
-    p.add_argument("--batch-size", type=int, default=32)
+                   help="auto: from the folder's label_map.json or config.json")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="records per forward pass")
+    p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
 
 
 def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from minibert.cli.arg_types import check_output_file
     from minibert.io import atomic_write_text
     from minibert.tasks.predict import Predictor, read_records
+    from minibert.text_files import read_stdin, read_text
+    if args.output:
+        check_output_file(Path(args.output), "--output")
     predictor = Predictor.load(args.model, None if args.task == "auto" else args.task)
     if args.input:
-        with open(args.input, encoding="utf-8") as source:
-            records = read_records(source.readlines(), args.input)
+        records = read_records(read_text(args.input, args.encoding).splitlines(), args.input)
     else:
-        records = read_records(sys.stdin.readlines(), "stdin")
+        records = read_records(read_stdin(args.encoding).splitlines(), "stdin")
     lines = "".join(json.dumps(result, ensure_ascii=False) + "\n"
                     for result in predictor.predict(records, args.batch_size))
     if args.output:

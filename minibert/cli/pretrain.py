@@ -7,9 +7,19 @@ data while the others wait). `minibert -v pretrain ...` also logs data preparati
 import argparse
 import os
 
+from minibert.cli.arg_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from minibert.cli.prepare_pretraining import add_corpus_arguments, add_data_arguments, data_options
 from minibert.config import PRESETS
 from minibert.training.args import PRECISIONS
+
+
+# flag -> TrainingArguments field (the flags pretrain passes on), for error messages (minibert.errors.spelled)
+FIELDS = {"max_steps": "max_steps", "epochs": "num_epochs", "batch_size": "per_device_batch_size",
+          "grad_accum": "grad_accumulation_steps", "lr": "learning_rate", "warmup_steps": "warmup_steps",
+          "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay", "precision": "precision",
+          "device": "device", "eval_every": "eval_every", "save_every": "save_every", "log_every": "log_every",
+          "seed": "seed", "resume": "resume", "overwrite_output_dir": "overwrite_output_dir",
+          "num_workers": "num_workers"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,26 +37,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     run = p.add_argument_group("training")
     length = run.add_mutually_exclusive_group()
-    length.add_argument("--max-steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
-    length.add_argument("--epochs", type=int, default=1)
-    run.add_argument("--max-minutes", type=float,
-                     help="set --max-steps from a timing so that training and evaluation take about this long")
-    run.add_argument("--batch-size", type=int, default=32, help="examples per device per micro-batch")
-    run.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    run.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
+    length.add_argument("--max-steps", type=positive_int,
+                        help="optimizer steps (default: --epochs passes over the data)")
+    length.add_argument("--epochs", type=positive_int, default=1, help="passes over the data")
+    run.add_argument("--max-minutes", type=positive_float,
+                     help="set --max-steps from a timing so that training and evaluation take about this long "
+                          "(default: no time budget)")
+    run.add_argument("--batch-size", type=positive_int, default=32, help="examples per device per micro-batch")
+    run.add_argument("--grad-accum", "--grad-accumulation", type=positive_int, default=1,
+                     help="micro-batches per optimizer step")
+    run.add_argument("--lr", type=positive_float, default=1e-4, help="peak learning rate (AdamW)")
     warmup = run.add_mutually_exclusive_group()
-    warmup.add_argument("--warmup-steps", type=int, default=0)
-    warmup.add_argument("--warmup-ratio", type=float, default=0.0, help="warm-up as a share of all steps")
-    run.add_argument("--weight-decay", type=float, default=0.01)
+    warmup.add_argument("--warmup-steps", type=non_negative_int, default=0, help="steps of linear warm-up")
+    warmup.add_argument("--warmup-ratio", type=fraction, default=0.0, help="warm-up as a share of all steps")
+    run.add_argument("--weight-decay", type=non_negative_float, default=0.01, help="AdamW weight decay")
     run.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 autocast works on CPU too")
-    run.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end only)")
-    run.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (0: at the end only)")
-    run.add_argument("--log-every", type=int, default=10)
-    run.add_argument("--seed", type=int, default=0, help="model init, data order and dropout")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    run.add_argument("--eval-every", type=non_negative_int, default=0,
+                     help="steps between evaluations (0: at the end only)")
+    run.add_argument("--save-every", type=non_negative_int, default=0,
+                     help="steps between checkpoints (0: at the end only)")
+    run.add_argument("--log-every", type=positive_int, default=10,
+                     help="steps between metrics.jsonl lines and --no-progress log lines")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="model init, data order and dropout")
+    resume = run.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir (an "
+                        "error when there is none); a changed --lr, --max-steps or --epochs is applied and said")
+    resume.add_argument("--overwrite-output-dir", action="store_true",
+                        help="start a new run in an --output-dir that holds an earlier one (its files are replaced "
+                             "as the new run saves its own)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    run.add_argument("--num-workers", type=int, default=0, help="data loader processes")
-    run.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    run.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader processes")
+    run.add_argument("--no-progress", action="store_true",
+                     help="log a line every --log-every steps instead of a progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         grad_accumulation_steps=args.grad_accum, learning_rate=args.lr, warmup_steps=args.warmup_steps,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, precision=args.precision,
         device=args.device, eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every,
-        seed=args.seed, resume=args.resume, num_workers=args.num_workers, progress_bar=not args.no_progress)
+        seed=args.seed, resume=args.resume, overwrite_output_dir=args.overwrite_output_dir,
+        num_workers=args.num_workers, progress_bar=not args.no_progress)
     result = pretrain(training, args.tokenizer, corpus=args.corpus, corpus_format=args.format,
                       text_field=args.text_field, eval_corpus=args.eval_corpus, eval_fraction=args.eval_fraction,
                       data_dir=args.data, model=args.preset or args.config, init_from=args.init_from,

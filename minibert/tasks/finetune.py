@@ -16,10 +16,12 @@ Output folder: the loop's checkpoints/, metrics.jsonl and curves.png; final/ (th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,22 +30,24 @@ import numpy as np
 import torch
 
 from minibert.config import BertConfig
-from minibert.errors import CheckpointError, DataError, MinibertError
+from minibert.errors import CheckpointError, DataError, MinibertError, spelled
 from minibert.hub import resolve
 from minibert.model import BertPreTrainedModel
+from minibert.output_lock import output_lock
 from minibert.tasks.features import (IGNORE_INDEX, Feature, QAFeature, collate, decode_qa_predictions,
                                      default_doc_stride, encode_classification, encode_qa,
                                      encode_token_classification, sort_by_length, word_predictions)
 from minibert.tasks.kinds import TaskKind, task_kind, write_label_map
 from minibert.tasks.metrics import compute_metrics
 from minibert.tasks.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task, load_hub_dataset,
-                                    read_conll, read_examples, read_glue, read_squad)
+                                    parse_score, read_conll, read_examples, read_glue, read_squad)
 from minibert.tokenizer import BertTokenizer
 from minibert.training import (QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask,
                                TrainingArguments, TrainResult, train)
-from minibert.training import checkpointing
+from minibert.training import checkpointing, distributed
 from minibert.training.finetuning import FineTuningTask, MetricFn
 from minibert.training.reporting import MetricsLog
+from minibert.training.run_folder import check_output_dir
 
 logger = logging.getLogger("minibert")
 
@@ -61,6 +65,7 @@ class DataSpec:
     format: str | None = None  # csv, tsv or jsonl; None: from the file's extension
     where: Mapping[str, str] | None = None  # keep only rows with these column values
     glue_task: str | None = None  # read the files as this GLUE task's TSVs
+    encoding: str = "utf-8"  # the files' text encoding
 
 
 def read_task_examples(kind: TaskKind, source: str | os.PathLike, spec: DataSpec,
@@ -69,12 +74,17 @@ def read_task_examples(kind: TaskKind, source: str | os.PathLike, spec: DataSpec
     if str(source).startswith(HUB_PREFIX):
         return _read_hub(kind, str(source)[len(HUB_PREFIX):], spec, default_split)
     if kind.name == "qa":
-        return read_squad(source)
+        return read_squad(source, spec.encoding)
     if kind.name == "ner":
-        return read_conll(source)
+        return read_conll(source, spec.encoding)
     if spec.glue_task is not None:
-        return read_glue(spec.glue_task, source)
-    return read_examples(source, spec.text_column, spec.pair_column, spec.label_column, spec.format, spec.where)
+        return read_glue(spec.glue_task, source, spec.encoding)
+    examples = read_examples(source, spec.text_column, spec.pair_column, spec.label_column, spec.format, spec.where,
+                             spec.encoding)
+    if kind.name == "regression":  # now, naming the line, rather than as a NaN loss many steps later
+        for example in examples:
+            parse_score(example.label, example.origin)
+    return examples
 
 
 def _read_hub(kind: TaskKind, name: str, spec: DataSpec, default_split: str) -> list:
@@ -93,7 +103,7 @@ def split_off_validation(examples: list, fraction: float, seed: int) -> tuple[li
     """(train, validation): a seeded random `fraction` held out, so that the same seed holds out the same
     examples on every run and machine. Each part keeps the file's order."""
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+        raise DataError(f"{spelled('validation_fraction')} must be between 0 and 1, got {fraction}")
     held_out = max(1, round(fraction * len(examples)))
     if held_out >= len(examples):
         raise DataError(f"{len(examples)} examples are too few to hold out {fraction:.0%} and still train")
@@ -111,6 +121,22 @@ def label_list(kind: TaskKind, examples: Sequence, glue: GlueTask | None) -> lis
     if kind.name == "ner":
         return list(build_label_map(tag for sentence in examples for tag in sentence.tags))
     return list(build_label_map(example.label for example in examples))
+
+
+def check_classes(kind: TaskKind, examples: Sequence, source: str | os.PathLike) -> None:
+    """A training set with one class (or one tag) teaches nothing, and its validation accuracy of 1.0 means
+    nothing: refuse it, naming the file and the one label."""
+    if kind.name == "classification":
+        found = {example.label for example in examples}
+    elif kind.name == "ner":
+        found = {tag for sentence in examples for tag in sentence.tags}
+    else:
+        return
+    if len(found) < 2:
+        what, classes = ("example has the label", "classes") if kind.name == "classification" else \
+            ("token has the tag", "tags")
+        raise DataError(f"{source}: every training {what} {next(iter(found), None)!r}; {kind.name} needs at least "
+                        f"two {classes} in the training data")
 
 
 def encode(kind: TaskKind, tokenizer: BertTokenizer, examples: Sequence, labels: list[str] | None,
@@ -239,15 +265,32 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
         raise MinibertError(f"GLUE task {data.glue_task} is a {glue.kind} task, not {kind.name}")
     train_examples, eval_examples = _train_and_validation(kind, train_data, validation_data, validation_fraction,
                                                           split_seed, data)
+    check_classes(kind, train_examples, train_data)
+    if training.get("early_stopping_patience") is not None and not eval_examples:
+        raise DataError(f"{spelled('early_stopping_patience')} needs a validation set ({spelled('validation_data')}"
+                        f", or {spelled('validation_fraction')} above 0)")
     main_metric = (glue.metric if glue is not None else kind.main_metric) if eval_examples else None
     args = _training_arguments(output_dir, main_metric, training)
+    check_output_dir(args)  # before loading and encoding: a run that cannot start must not cost them
+    distributed.choose_device(args.device)
     labels = label_list(kind, train_examples, glue)
+    # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
+        return _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
+                         training, max_length, doc_stride)
+
+
+def _finetune(kind: TaskKind, checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None,
+              labels: list[str] | None, train_examples: list, eval_examples: list, main_metric: str | None,
+              args: TrainingArguments, training: dict[str, Any], max_length: int,
+              doc_stride: int | None) -> FinetuneResult:
     tokenizer_ = BertTokenizer.from_pretrained(tokenizer or checkpoint)
     torch.manual_seed(args.seed)  # the new head's initial weights
     model = load_model(kind, checkpoint, labels)
     if max_length > model.config.max_position_embeddings:
-        raise MinibertError(f"max_length {max_length} exceeds the model's {model.config.max_position_embeddings} "
-                            f"positions")
+        raise MinibertError(f"{spelled('max_length')} {max_length} exceeds the model's "
+                            f"{model.config.max_position_embeddings} positions")
 
     doc_stride = doc_stride if doc_stride is not None else default_doc_stride(max_length)
     train_features = encode(kind, tokenizer_, train_examples, labels, max_length, doc_stride)
@@ -313,6 +356,8 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
     if is_main:
         add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length)
     if result.best_step is None or result.best_step == result.steps:
+        if is_main and (output_dir / "best").is_dir():  # an earlier run's, which this run replaced
+            shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
         best = checkpointing.find(output_dir, "best")

@@ -50,7 +50,7 @@ class Predictor:
         folder = resolve(model_dir)
         kind = task_kind(task) if task is not None else task_kind(kind_of_checkpoint(folder))
         model = kind.model_class.from_pretrained(folder)
-        untrained = [name for name in model.load_report.newly_initialised if not name.startswith("bert.")]
+        untrained = model.load_report.newly_initialised  # heads, or the pooler a classifier reads (never the encoder)
         if untrained:
             raise CheckpointError(f"{model_dir}: has no trained {kind.name} head ({', '.join(untrained)} missing); "
                                   f"fine-tune it first, or pass the --task it was trained for")

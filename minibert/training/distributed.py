@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -29,7 +29,7 @@ class Processes:
 def setup(device: str | None) -> Processes:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and pick this process's device:
     `device` if given, else CUDA when available, else cpu; "cuda" without an index means cuda:LOCAL_RANK."""
-    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = choose_device(device)
     if chosen.type == "cuda":
         if chosen.index is None:  # one GPU per process: torchrun's LOCAL_RANK picks it
             chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -40,6 +40,25 @@ def setup(device: str | None) -> Processes:
     if not dist.is_initialized():
         return Processes(rank=0, world_size=1, device=chosen, started_group=False)
     return Processes(rank=dist.get_rank(), world_size=dist.get_world_size(), device=chosen, started_group=started)
+
+
+def choose_device(device: str | None) -> torch.device:
+    """`device` checked against this machine ("cpu", "cuda", "cuda:1", ...), or cuda when available, else cpu."""
+    from minibert.errors import spelled
+    from minibert.training.errors import TrainingError
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"{spelled('device')} {device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError(f"{spelled('device')} {device}: CUDA is not available here (torch {torch.__version__}"
+                            f"{'' if torch.version.cuda else ', a build without CUDA'}); use {spelled('device')} cpu")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise TrainingError(f"{spelled('device')} {device}: this machine has {torch.cuda.device_count()} CUDA "
+                            "device(s)")
+    return chosen
 
 
 def teardown(processes: Processes) -> None:
@@ -73,6 +92,24 @@ def gather_to_all(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def on_main(processes: Processes, work: Callable[[], Any]) -> Any:
+    """`work()` on rank 0 while the other ranks wait; its result, or its error, reaches every rank (an error
+    raised on rank 0 alone would leave the others waiting forever)."""
+    from minibert.training.errors import TrainingError
+    result, error = None, None
+    if processes.is_main:
+        try:
+            result = work()
+        except Exception as e:  # shared with the other ranks, then raised here unchanged
+            error = e
+    message = broadcast_from_main(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise TrainingError(f"rank 0: {message}")
+    return broadcast_from_main(result)
 
 
 def barrier() -> None:
