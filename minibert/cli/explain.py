@@ -3,28 +3,29 @@ stage naming the function that computes it; --html writes the attention explorer
 
 import argparse
 
+from minibert.cli.arg_types import positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder or hub id (any head: none, MLM/NSP, classifier, tagger, QA)")
     p.add_argument("text", help='e.g. "the capital of france is [MASK]."')
-    p.add_argument("--pair", help="a second text: the input becomes [CLS] text [SEP] pair [SEP]")
-    p.add_argument("--top-k", type=int, default=5, help="masked-LM predictions shown at each [MASK]")
-    p.add_argument("--top-attended", type=int, default=3, help="tokens listed per token and layer")
+    p.add_argument("--pair", help="a second text: the input becomes [CLS] text [SEP] pair [SEP] (default: none, one text)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="masked-LM predictions shown at each [MASK]")
+    p.add_argument("--top-attended", type=positive_int, default=3, help="tokens listed per token and layer")
     p.add_argument("--mask-head", action="append", default=[], metavar="LAYER:HEAD",
                    help="silence one attention head (both counted from 1, as printed); repeat for more")
-    p.add_argument("--html", metavar="FILE", help="also write the attention explorer: one self-contained HTML file")
-    p.add_argument("--png", metavar="DIR", help="also write attention heat maps, one PNG per layer (matplotlib)")
+    p.add_argument("--html", metavar="FILE",
+                   help="also write the attention explorer: one self-contained HTML file (default: none)")
+    p.add_argument("--png", metavar="DIR",
+                   help="also write attention heat maps, one PNG per layer, matplotlib (default: none)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.errors import InputError
     from minibert.explain.explorer import check_writable_file, write_explorer
     from minibert.explain.heatmaps import check_output_folder, require_matplotlib, save_heatmaps
     from minibert.explain.journey import explain
     from minibert.explain.loading import load_for_explain
     from minibert.explain.report import render_text
-    if args.top_k < 1 or args.top_attended < 1:
-        raise InputError("--top-k and --top-attended must be at least 1")
     heads = [parse_head(spec) for spec in args.mask_head]
     # Every output is checked before the model loads, so a bad path costs nothing.
     if args.html:
