@@ -9,7 +9,7 @@ from minibert.cli.arg_types import positive_int
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder or hub id (any head: none, MLM/NSP, classifier, tagger, QA)")
     p.add_argument("text", help='e.g. "the capital of france is [MASK]."')
-    p.add_argument("--pair", help="a second text: the input becomes [CLS] text [SEP] pair [SEP] (default: none, one text)")
+    p.add_argument("--pair", help="a second text: [CLS] text [SEP] pair [SEP] (default: none, one text)")
     p.add_argument("--top-k", type=positive_int, default=5, help="masked-LM predictions shown at each [MASK]")
     p.add_argument("--top-attended", type=positive_int, default=3, help="tokens listed per token and layer")
     p.add_argument("--mask-head", action="append", default=[], metavar="LAYER:HEAD",
