@@ -61,6 +61,9 @@ class BertTokenizer:
                                                         strip_accents=strip_accents, lowercase=lowercase)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
+        # "[MASK]" typed in a text is one token, not "[", "mask", "]": the special tokens are matched before the
+        # normaliser and pre-tokenizer run, as transformers' fast tokenizer does when it reads a vocab.txt.
+        backend.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
         cls.add_bert_template(backend)
         return cls(backend, model_max_length)
 
