@@ -355,9 +355,12 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     processes = distributed.setup(args.device)
     try:
         with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
-            return _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes)
-    finally:
-        distributed.teardown(processes)
+            result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes)
+    except BaseException:
+        distributed.teardown(processes, failed=True)
+        raise
+    distributed.teardown(processes)
+    return result
 
 
 def _prepare_and_train(args: TrainingArguments, processes: distributed.Processes, data, tokenizer: BertTokenizer,

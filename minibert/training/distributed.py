@@ -4,6 +4,7 @@ Without those variables everything here is a no-op for a single process, so the 
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -61,8 +62,15 @@ def choose_device(device: str | None) -> torch.device:
     return chosen
 
 
-def teardown(processes: Processes) -> None:
+def teardown(processes: Processes, failed: bool = False) -> None:
+    """Leave the process group setup() created. After a run that ended normally every rank first waits for the
+    others: a rank that closes its connections while another still finishes the last collective makes gloo abort
+    that one ("terminate called without an active exception"). After a failure ranks may be out of step, so
+    nobody waits."""
     if processes.started_group:
+        gc.collect()  # a DistributedDataParallel wrapper left in a reference cycle still holds the group
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

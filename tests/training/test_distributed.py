@@ -17,14 +17,14 @@ SETTINGS = {"max_steps": 12, "save_every": 4, "per_device_batch_size": 2, "grad_
 
 def start(command: list[str], output_dir: Path, **overrides) -> subprocess.Popen:
     settings = json.dumps({"output_dir": str(output_dir), **SETTINGS, **overrides})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([*command, str(SCRIPT), settings], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
 def finish(run: subprocess.Popen) -> None:
     _, stderr = run.communicate(timeout=180)
-    assert run.returncode == 0, f"training failed:\n{stderr[-3000:]}"
+    assert run.returncode == 0, f"training failed:\n{stderr[-30000:]}"
 
 
 def records(output_dir: Path) -> list[dict]:
