@@ -8,6 +8,8 @@ import importlib
 import logging
 import sys
 
+from minibert.runtime import AUTO, parse_threads, set_threads
+
 # subcommand -> (module under minibert.cli, one-line help)
 COMMANDS = {
     "parity": ("parity", "compare minibert with transformers layer by layer on a checkpoint"),
@@ -21,6 +23,13 @@ COMMANDS = {
 }
 
 
+def threads_flag(text: str) -> int | str:
+    try:
+        return parse_threads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or {AUTO}, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minibert", description="BERT from scratch in plain PyTorch.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log loading details")
@@ -29,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"minibert.cli.{module_name}")
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
+        command.add_argument("--threads", type=threads_flag, default=AUTO, metavar="N|auto",
+                             help="torch threads (default auto: the cores other processes leave free; -v says "
+                                  "how many)")
         command.set_defaults(run=module.run)
     return parser
 
@@ -37,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from minibert.errors import MinibertError
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    logging.getLogger("minibert").info(set_threads(args.threads).line())
     try:
         return args.run(args)
     except MinibertError as e:
