@@ -10,10 +10,11 @@ this process's own earlier work and lags by a minute), and gives torch the cores
 
     threads = max(1, min(physical cores, cores - ceil(busy - 0.25)))
 
-so a core counts as taken once others use more than a quarter of it (physical cores: torch's own default, as
-two threads on the halves of one hyperthreaded core gain little for matrix products). An OMP_NUM_THREADS in the environment is
-kept as the choice (torchrun sets 1 when it starts several processes on one machine); where /proc/stat cannot be
-read, torch's default stays. The choice is made once, when a command starts.
+so a core counts as taken once others use more than a quarter of it; never more threads than physical cores
+(torch's own default: two threads on the halves of one hyperthreaded core gain little for matrix products). An
+OMP_NUM_THREADS in the environment is kept as the choice (torchrun sets 1 when it starts several processes on one
+machine); where /proc/stat cannot be read, one thread per physical core. The choice is made once, when a command
+starts: a run that lasts hours does not follow later changes in the machine's load.
 """
 
 from __future__ import annotations

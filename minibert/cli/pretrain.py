@@ -38,8 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     warmup.add_argument("--warmup-steps", type=int, default=0)
     warmup.add_argument("--warmup-ratio", type=float, default=0.0, help="warm-up as a share of all steps")
     run.add_argument("--weight-decay", type=float, default=0.01)
-    run.add_argument("--precision", choices=PRECISIONS, default="fp32", help="auto: bf16 where a probe of the first step shows it faster here (bf16 is slow on CPUs without "
-                          "native bf16)")
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="auto: bf16 where a probe of the first step shows it faster here (on a CPU without "
+                          "native bf16, bf16 is ~10x slower)")
     run.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end only)")
     run.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (0: at the end only)")
     run.add_argument("--log-every", type=int, default=10)
