@@ -20,12 +20,14 @@ for by name).
 from __future__ import annotations
 
 import math
+import random
 import sys
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -100,8 +102,9 @@ def resolve_precision(args, model: nn.Module, task, train_dataset, collate_fn, d
     with the expected training time. Every process gets rank 0's choice."""
     if args.precision != AUTO:
         return args.precision
-    batch = to_device(collate_fn([train_dataset[i] for i in range(min(args.per_device_batch_size,
-                                                                       len(train_dataset)))]), device)
+    with _random_state_kept(device):  # reading examples may draw (dynamic masking); the run's draws stay its own
+        batch = to_device(collate_fn([train_dataset[i] for i in range(min(args.per_device_batch_size,
+                                                                           len(train_dataset)))]), device)
     tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
 
     def step() -> None:
@@ -175,11 +178,23 @@ def _time_products(model: nn.Module, device: torch.device, tokens: int) -> dict[
 
 
 @contextmanager
+def _random_state_kept(device: torch.device) -> Iterator[None]:
+    """Python's, NumPy's and torch's generators as they were before the block."""
+    states = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
+
+@contextmanager
 def _untouched(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Run the probe without a trace: random generators restored (dropout draws from them), gradients dropped,
     train/eval mode kept."""
     was_training = model.training
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _random_state_kept(device):
         try:
             yield model.train()
         finally:

@@ -114,10 +114,12 @@ def test_the_probe_leaves_weights_gradients_and_random_state_alone():
 @pytest.mark.parametrize("kind, same_as", [("avx2", "fp32"), ("amx", "bf16")])
 def test_a_run_with_auto_trains_exactly_as_the_chosen_precision(tmp_path, monkeypatch, capsys, kind, same_as):
     simulate_cpu(monkeypatch, kind)
-    data = SyntheticPretraining(16)
-    train(tiny_model(), PretrainingTask(), data, None, arguments(tmp_path / "auto", precision="auto"), stack)
+    # Dropout on and masks drawn as examples are read: a probe that drew from the generators would show.
+    data, dropout = SyntheticPretraining(16, dynamic=True), dict(hidden_dropout_prob=0.1)
+    train(tiny_model(**dropout), PretrainingTask(), data, None, arguments(tmp_path / "auto", precision="auto"), stack)
     line = capsys.readouterr().err
-    train(tiny_model(), PretrainingTask(), data, None, arguments(tmp_path / same_as, precision=same_as), stack)
+    train(tiny_model(**dropout), PretrainingTask(), data, None, arguments(tmp_path / same_as, precision=same_as),
+          stack)
     assert f"precision auto -> {same_as}" in line, f"the run should say what it chose: {line!r}"
     assert "3 steps: about" in line, f"the line should give the expected duration: {line!r}"
     assert losses(tmp_path / "auto") == losses(tmp_path / same_as), (
