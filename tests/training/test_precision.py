@@ -40,7 +40,8 @@ def simulate_cpu(monkeypatch, kind: str, fp32_step_s: float = 0.5, bf16_step_rat
     def time_step(step, precision, device):
         step()  # the real step still runs: the probe must leave no trace of it
         timed.append(precision)
-        return fp32_step_s * (ratio if precision == "bf16" else 1.0)
+        seconds = fp32_step_s * (ratio if precision == "bf16" else 1.0)
+        return seconds, seconds  # wall-clock, work
 
     monkeypatch.setattr(precision_module, "_time_step", time_step)
     monkeypatch.setattr(precision_module, "_time_products",
@@ -87,7 +88,7 @@ def test_native_bf16_cpu_gets_bf16_when_its_step_is_faster(monkeypatch):
     choice = probe(step, model, torch.device("cpu"), tokens=64)
     assert choice.precision == "bf16", f"bf16 steps twice as fast must be chosen: {choice.line()}"
     assert timed == ["fp32", "bf16"], f"both steps should be timed: {timed}"
-    assert "0.255 s in bf16 vs 0.5 s in fp32" in choice.line(), f"the line should give both times: {choice.line()}"
+    assert "0.255 s of CPU time in bf16 vs 0.5 s in fp32" in choice.line(), f"both times belong in: {choice.line()}"
     assert "native bf16 yes" in choice.line(), choice.line()
 
 
@@ -161,3 +162,13 @@ def test_auto_picks_fp32_on_a_real_avx2_only_cpu():
     assert done.returncode == 0, done.stderr
     assert "precision auto -> fp32" in done.stdout, f"bf16 is emulated with AVX2 only: {done.stdout}"
     assert "CPU capability AVX2, native bf16 no" in done.stdout, done.stdout
+
+
+def test_finetune_and_pretrain_commands_accept_auto():
+    from minibert.cli.main import build_parser
+    finetune = build_parser().parse_args(["finetune", "model", "--task", "classification", "--train", "t.csv",
+                                          "-o", "out", "--precision", "auto"])
+    pretrain = build_parser().parse_args(["pretrain", "--data", "d", "--preset", "tiny", "-o", "out",
+                                          "--precision", "auto"])
+    assert finetune.precision == pretrain.precision == "auto", "--precision auto was not accepted"
+    assert pretrain.threads == finetune.threads == "auto", "--threads should default to auto"
