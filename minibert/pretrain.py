@@ -56,6 +56,7 @@ from minibert.training.batches import eval_loader
 from minibert.training.errors import TrainingError
 from minibert.training.loop import TrainResult, train
 from minibert.training.optim import build_optimizer
+from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.pretraining import PretrainingTask
 from minibert.training.run_folder import check_output_dir, hold_output_dir
 
@@ -276,7 +277,7 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     micro_batches = args.grad_accumulation_steps
     loader = iter(DataLoader(train_dataset, batch_size=args.per_device_batch_size, shuffle=True,
                              collate_fn=collate_fn, generator=torch.Generator().manual_seed(args.seed)))
-    autocast = _autocast(args.precision, device)
+    autocast = precision_autocast(args.precision, device)
 
     def step() -> None:
         for _ in range(micro_batches):
@@ -306,12 +307,6 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     logger.info("time budget %.1f min: %.3f s per step, %.1f s per evaluation -> %d steps", minutes, step_time,
                 eval_time, steps)
     return steps
-
-
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 # -- the whole run ------------------------------------------------------------------------------------------------
@@ -372,6 +367,9 @@ def _prepare_and_train(args: TrainingArguments, processes: distributed.Processes
     collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
     bert = build_model(config, options.nsp, init_from, args.seed)
     if max_minutes is not None:
+        # The budget's timing needs the precision the run will use: resolve "auto" once, here.
+        args = dataclasses.replace(args, precision=resolve_precision(
+            args, bert.to(processes.device), PretrainingTask(), train_dataset, collate, processes.device))
         budget = distributed.on_main(processes, lambda: steps_for_budget(
             max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
         args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))

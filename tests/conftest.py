@@ -4,6 +4,7 @@ seeded random weights, and the real all-MiniLM-L6-v2 folder."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from minibert.config import BertConfig
 # The suite runs thousands of tiny ops; on a shared 2-core machine two OpenMP threads wait on each other (ms per op)
 # while one thread runs them in microseconds, and one thread keeps float results independent of the core count.
 torch.set_num_threads(1)
+# The CLI's `--threads auto` keeps an OMP_NUM_THREADS it finds (minibert/runtime.py): commands that tests run keep
+# this one thread, without measuring the machine's load first (a quarter of a second each).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_configure(config):

@@ -15,6 +15,8 @@ import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
+from minibert.runtime import AUTO, parse_threads, set_threads
+
 # subcommand -> (module under minibert.cli, one-line help)
 COMMANDS = {
     "parity": ("parity", "compare minibert with transformers layer by layer on a checkpoint"),
@@ -49,6 +51,13 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+def threads_flag(text: str) -> int | str:
+    try:
+        return parse_threads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or {AUTO}, got {text!r}") from None
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="minibert", description="BERT from scratch in plain PyTorch.",
                     formatter_class=DefaultsHelpFormatter)
@@ -59,6 +68,9 @@ def build_parser() -> Parser:
         module = importlib.import_module(f"minibert.cli.{module_name}")
         command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         module.add_arguments(command)
+        command.add_argument("--threads", type=threads_flag, default=AUTO, metavar="N|auto",
+                             help="torch threads (default auto: the cores other processes leave free; -v says "
+                                  "how many)")
         command.set_defaults(run=module.run, spelling=flag_spelling(command, getattr(module, "FIELDS", {})))
     return parser
 
@@ -111,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"minibert {args.command}"
     try:
         with spelling(args.spelling), log_to_stderr(args.verbose):
+            logging.getLogger("minibert").info(set_threads(args.threads).line())
             return args.run(args)
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; outputs written before are left as they were", file=sys.stderr)

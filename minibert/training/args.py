@@ -10,7 +10,7 @@ from typing import Any
 from minibert.errors import spelled
 from minibert.training.errors import TrainingError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -28,7 +28,9 @@ class TrainingArguments:
     warmup_ratio: float = 0.0  # alternative to warmup_steps: a fraction of the total steps
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0  # None: no clipping
-    precision: str = "fp32"  # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only
+    # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only; "auto": bf16 where a probe of
+    # the first step shows it faster here, else fp32 (training/precision.py)
+    precision: str = "fp32"
     device: str | None = None  # None: cuda if available, else cpu
     # Cadence, in optimizer steps; 0 = only at the end of the run.
     eval_every: int = 0

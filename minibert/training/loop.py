@@ -13,7 +13,6 @@ import logging
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +32,7 @@ from minibert.training.curves import plot_curves
 from minibert.training.errors import TrainingError
 from minibert.training.fingerprint import dataset_fingerprint
 from minibert.training.optim import build_optimizer, linear_warmup_decay, set_schedule
+from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.reporting import MetricsLog, Progress
 from minibert.training.run_folder import check_output_dir, describe_resume, hold_output_dir
 from minibert.training.task import Task, to_device
@@ -96,8 +96,8 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
     scheduler = linear_warmup_decay(optimizer, args.warmup_for(max_steps), max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")  # a pass-through unless fp16
-    autocast = (nullcontext() if args.precision == "fp32" else
-                torch.autocast(device.type, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16))
+    precision = resolve_precision(args, model, task, train_dataset, collate_fn, device, max_steps)  # "auto": probed
+    autocast = precision_autocast(precision, device)
 
     state, last_checkpoint = TrainState(), None
     if args.resume:  # check_output_dir made sure there is a checkpoint
