@@ -63,8 +63,8 @@ def test_embed_returns_input_order_and_the_hand_computed_pooling(encoder_dir, po
     inputs = texts()
     assert sorted(inputs, key=len, reverse=True) != inputs, "test setup: the texts should not come sorted by length"
     weights = load_file(encoder_dir / "model.safetensors")  # the pooler's dense layer, under the checkpoint's names
-    dense_weight, dense_bias = (next(tensor for name, tensor in weights.items() if name.endswith(f"pooler.dense.{part}"))
-                                for part in ("weight", "bias"))
+    dense_weight, dense_bias = (next(tensor for name, tensor in weights.items()
+                                     if name.endswith(f"pooler.dense.{part}")) for part in ("weight", "bias"))
     vectors = embed(model, tokenizer, inputs, pooling=pooling, batch_size=4)
     assert vectors.shape == (len(inputs), CONFIG["hidden_size"]), f"one vector per text: {tuple(vectors.shape)}"
     for index, text in enumerate(inputs):

@@ -7,10 +7,12 @@ or an answer span with its probability.
 
 Records are plain dicts, one JSON object per line on the command line: {"text", "pair"?} for classification and
 regression, {"text"} (split on whitespace) or {"tokens": [...]} for NER, {"question", "context", "id"?} for QA.
-Each result is its record with the prediction added. QA answers come from the decoder evaluation uses
-(qa_decoding.py), with the settings saved with the model: "answer" ("" for no answer), its "start" and "end"
-characters in the context, and as "score" its probability among the n-best answers (and the null answer). All records are encoded at once and run in batches of
+Each result is its record with the prediction added. All records are encoded at once and run in batches of
 similar length (longest first), so little compute goes to padding; results come back in the records' order.
+
+QA answers come from the decoder fine-tuning's evaluation uses (qa_decoding.py), with the settings saved with the
+model: "answer" ("" for no answer), its "start" and "end" characters in the context (0 and 0 for ""), and as
+"score" its probability among the n-best answers and the null answer (run_squad.py's nbest probability).
 """
 
 from __future__ import annotations

@@ -192,7 +192,8 @@ def test_correlations_equal_scipy_with_and_without_ties():
     cases += [([1.0, 2.0, 2.0, 2.0, 5.0], [3.0, 3.0, 1.0, 0.0, 3.0]), ([0.5, 0.5, 1.0], [2.0, 1.0, 1.0])]
     for case, (x, y) in enumerate(cases):
         what = f"case {case} ({len(x)} values, ties in x: {len(np.unique(x)) < len(x)})"
-        assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12), f"Pearson differs from scipy's, {what}"
+        assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12), \
+            f"Pearson differs from scipy's, {what}"
         assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12), \
             f"Spearman differs from scipy's, {what}"
         assert average_ranks(x).tolist() == stats.rankdata(x, method="average").tolist(), \
