@@ -102,6 +102,8 @@ BAD_FLAGS = [
     ("pretrain", "--log-every", "0"), ("pretrain", "--grad-accum", "-1"),
     ("prepare-pretraining", "--dupe-factor", "0"), ("prepare-pretraining", "--max-seq-length", "-5"),
     ("train-tokenizer", "--vocab-size", "0"), ("parity", "--tolerance", "-1"),
+    ("predict", "--n-best", "0"), ("predict", "--null-score-threshold", "nan"),
+    ("finetune", "--max-answer-length", "0"),
 ]
 
 

@@ -46,6 +46,11 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def finite_float(text: str) -> float:
+    """Any number but nan and infinities (a threshold that may be negative)."""
+    return _number(text, float, "a finite number")
+
+
 def fraction(text: str) -> float:
     """A share in [0, 1)."""
     value = _number(text, float, "a number in [0, 1)")

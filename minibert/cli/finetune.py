@@ -3,8 +3,8 @@ folder that `minibert predict` and transformers load. A thin layer over minibert
 
 import argparse
 
-from minibert.cli.arg_types import encoding, fraction, non_negative_float, non_negative_int, positive_float, \
-    positive_int
+from minibert.cli.arg_types import encoding, finite_float, fraction, non_negative_float, non_negative_int, \
+    positive_float, positive_int
 
 TASKS = ("classification", "regression", "ner", "qa")  # minibert.tasks.kinds.TASK_KINDS; kept literal so --help is fast
 # flag -> TrainingArguments field. Flags left out keep TrainingArguments' defaults.
@@ -45,6 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--doc-stride", type=positive_int, help="QA: overlap of a context's windows (default "
                                                               "max-length/4, at most 128)")
     data.add_argument("--tokenizer", help="tokenizer folder or file (default: the model's)")
+    qa = p.add_argument_group("question answering: how validation decodes answers (saved for predict)")
+    qa.add_argument("--null-score-threshold", type=finite_float, default=0.0,
+                    help='answer "" when the no-answer score beats the best span\'s by more than this; used only '
+                         'when the data have unanswerable questions (SQuAD 2.0)')
+    qa.add_argument("--n-best", type=positive_int, default=20,
+                    help="likeliest starts and ends per window searched for the answer span")
+    qa.add_argument("--max-answer-length", type=positive_int, default=30, help="longest answer, in tokens")
     run_ = p.add_argument_group("training (defaults: TrainingArguments')")
     run_.add_argument("--epochs", type=positive_int, help="passes over the training set (default 1)")
     run_.add_argument("--max-steps", type=positive_int, help="optimizer steps; overrides --epochs (default: none)")
@@ -87,6 +94,7 @@ def parse_where(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from minibert.tasks.finetune import DataSpec, finetune
+    from minibert.tasks.qa_decoding import QADecoding
     data = DataSpec(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column,
                     format=args.format, where=parse_where(args.where) or None, glue_task=args.glue,
                     encoding=args.encoding)
@@ -94,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     training.update(progress_bar=not args.no_progress)
     result = finetune(args.model, args.task, args.train, args.output_dir, validation_data=args.validation,
                       validation_fraction=args.validation_fraction, split_seed=args.split_seed, data=data,
-                      max_length=args.max_length, doc_stride=args.doc_stride, tokenizer=args.tokenizer, **training)
+                      max_length=args.max_length, doc_stride=args.doc_stride, tokenizer=args.tokenizer,
+                      qa_decoding=QADecoding(args.n_best, args.max_answer_length, args.null_score_threshold),
+                      **training)
     run_result = result.training
     print(f"fine-tuned for {result.task} on {result.num_train} examples in {run_result.steps} steps "
           f"({run_result.wall_time_s:.0f} s)")

@@ -5,7 +5,7 @@ plain text, which stands for {"text": line}."""
 import argparse
 import sys
 
-from minibert.cli.arg_types import encoding, positive_int
+from minibert.cli.arg_types import encoding, finite_float, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,6 +16,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: from the folder's label_map.json or config.json")
     p.add_argument("--batch-size", type=positive_int, default=32, help="records per forward pass")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
+    qa = p.add_argument_group("question answering (defaults: the settings the model was evaluated with, saved in "
+                              "its label_map.json)")
+    qa.add_argument("--null-score-threshold", type=finite_float,
+                    help='answer "" when the no-answer score ([CLS] start + end logits) beats the best span\'s by '
+                         'more than this; higher answers "" less often (default: as saved, 0.0 for a model whose '
+                         'data had unanswerable questions, never "" for one whose data had none; 0.0 for a folder '
+                         'fine-tuned elsewhere)')
+    qa.add_argument("--n-best", type=positive_int,
+                    help="likeliest starts and ends per window searched for the answer span (default: as saved, "
+                         "else 20)")
+    qa.add_argument("--max-answer-length", type=positive_int,
+                    help="longest answer, in tokens (default: as saved, else 30)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from minibert.text_files import read_stdin, read_text
     if args.output:
         check_output_file(Path(args.output), "--output")
-    predictor = Predictor.load(args.model, None if args.task == "auto" else args.task)
+    decoding = {name: getattr(args, name) for name in ("null_score_threshold", "n_best", "max_answer_length")
+                if getattr(args, name) is not None}
+    predictor = Predictor.load(args.model, None if args.task == "auto" else args.task, decoding=decoding)
     if args.input:
         records = read_records(read_text(args.input, args.encoding).splitlines(), args.input)
     else:
