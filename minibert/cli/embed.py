@@ -14,12 +14,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--int8", action="store_true",
+                   help="int8 matrix products with per-token scales (minibert.quantize; CPU): faster, measured to "
+                        "keep the answer (README, Speed)")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from minibert.errors import InputError
+    from minibert.fastpath import prepare_for_inference
     from minibert.inference import embed
     from minibert.io import atomic_path, atomic_write_text
     from minibert.model import BertModel
@@ -32,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix not in (".npy", ".jsonl"):
         raise InputError(f"--output {output}: use a .npy or .jsonl file name")
-    model = BertModel.from_pretrained(args.model)
+    model = prepare_for_inference(BertModel.from_pretrained(args.model), int8=args.int8)
     vectors = embed(model, BertTokenizer.from_pretrained(args.model), texts, args.pooling, args.normalize,
                     args.batch_size, args.max_length)
     if output.suffix == ".npy":
