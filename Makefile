@@ -23,11 +23,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest tests
 
+# Speed goals vs ONNX Runtime and transformers, quiet and with one core busy (~10 min on 2 quiet cores):
+# benchmarks/results/cpu.md and .json. A run disturbed by other processes writes cpu-contended.* and exits 3.
 bench: setup
-	$(PY) benchmarks/run.py --quick
+	$(PY) benchmarks/run.py
 
 bench-full: setup
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py --full
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
