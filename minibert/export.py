@@ -145,7 +145,7 @@ class _Outputs(nn.Module):
 
 def _export_copy(model: BertPreTrainedModel) -> BertPreTrainedModel:
     """float32, eval, padded layout, the readable attention path (whose ops ORT's fusion recognises)."""
-    model = copy.deepcopy(model).float().eval()
+    model = copy.deepcopy(model).cpu().float().eval()
     model.config.unpad, model.config.attn_implementation = False, "eager"
     for module in model.modules():
         if isinstance(module, SelfAttention):
@@ -180,7 +180,7 @@ def _check_batch(model: BertPreTrainedModel, names: list[str]) -> tuple[dict[str
     segments = ((torch.arange(tokens)[None, :] >= lengths[:, None] // 2) & real).long()  # [A A A B B B pad]
     segments = segments.clamp(max=model.config.type_vocab_size - 1)
     inputs = {"input_ids": ids, "attention_mask": real.long(), "token_type_ids": segments}
-    reference = copy.deepcopy(model).float().eval()
+    reference = copy.deepcopy(model).cpu().float().eval()
     with torch.inference_mode():
         out = reference(**inputs)
     return inputs, [getattr(out, name) for name in names], real
