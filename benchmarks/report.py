@@ -92,7 +92,8 @@ def markdown(results: dict) -> str:
     training = [c for c in results["cases"] if c.get("section") not in ("inference", "accuracy", "probe")]
     if training:
         lines += ["", "## Against transformers: training steps, torch.compile, bf16", "",
-                  "| case | minibert | transformers (best setting) | ratio | target | met? |", "|---|---|---|---|---|---|"]
+                  "| case | minibert | transformers (best setting) | ratio | target | met? |",
+                  "|---|---|---|---|---|---|"]
         for result in training:
             lines += _rows(result)
     memory_rows = [c for c in results["cases"] if "minibert" in c.get("memory_mib", {})]

@@ -70,8 +70,8 @@ class ExportReport:
         fused = ", ".join(f"{name} {count}" for name, count in sorted(self.fused_operators.items()))
         diffs = ", ".join(f"{name} {diff:.1e}" for name, diff in self.max_diff.items())
         also = f"; ONNX Runtime's fused graph to {self.fused_path}" if self.fused_path else ""
-        return (f"wrote {self.path}{also} (opset {OPSET}, inputs {', '.join(INPUTS)}; outputs {', '.join(self.outputs)}; "
-                f"dynamic batch and sequence axes)\n"
+        return (f"wrote {self.path}{also} (opset {OPSET}, inputs {', '.join(INPUTS)}; outputs "
+                f"{', '.join(self.outputs)}; dynamic batch and sequence axes)\n"
                 f"parity with minibert on a padded {self.check_shape} batch, max |diff| at real tokens: {diffs}\n"
                 f"ONNX Runtime BERT fusion: attention fused in {self.fused_operators.get('Attention', 0)} of "
                 f"{self.layers} layers ({fused})")

@@ -109,7 +109,8 @@ def run_pretraining(limit_s: float, device: str = "cuda", corpus: Path | None = 
                    "-m", "minibert", "-v", "pretrain", "--corpus", str(corpus), "--tokenizer", str(vocabulary),
                    "--preset", preset, "--output-dir", folder, "--max-seq-length", str(seq), "--batch-size",
                    str(batch_size), "--lr", "5e-4", "--warmup-ratio", "0.1", "--max-steps", str(steps),
-                   "--precision", "bf16", "--device", device, "--eval-every", str(steps), "--eval-fraction", str(eval_fraction), "--no-progress"]
+                   "--precision", "bf16", "--device", device, "--eval-every", str(steps), "--eval-fraction",
+                   str(eval_fraction), "--no-progress"]
         status, out = run(command, limit_s)
         metrics = Path(folder) / "metrics.jsonl"
         records = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
