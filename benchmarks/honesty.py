@@ -73,8 +73,10 @@ def contended_cases(cases: list[dict]) -> list[str]:
 def publication_problems(results: dict) -> list[str]:
     """Why these results may not be published; empty when they may."""
     problems = [f"claim above its ceiling: {line}" for line in ceiling_violations(results["cases"])]
-    problems += [f"contended (other processes used more than the quiet limit in too many rounds): {name}"
-                 for name in contended_cases(results["cases"])]
+    contended = contended_cases(results["cases"])
+    if contended:
+        problems.append(f"{len(contended)} of {len(results['cases'])} cases contended (other processes used more "
+                        f"than the quiet limit in too many rounds): {', '.join(contended)}")
     if not results.get("complete"):
         problems.append("the run did not finish")
     return problems

@@ -168,15 +168,16 @@ def _accuracy_lines(cases: list[dict]) -> list[str]:
     for case in cases:
         if "cosine" in case:
             parts = [f"{name}: mean {v['mean']:.4f}, worst {v['min']:.4f}" for name, v in case["cosine"].items()]
-            lines.append(f"- {case['name']}, cosine of mean-pooled embeddings to float32 ({case['texts']} texts; "
+            texts = ", ".join(f"{count} {source}" for source, count in case["texts"].items())
+            lines.append(f"- {case['name']}, cosine of mean-pooled embeddings to float32 ({texts} texts; "
                          f"budget: minibert's mean >= {case['budget']}): " + "; ".join(parts)
                          + f". Met: {'yes' if case['met'] else '**no**'}.")
         else:
             acc = case["accuracy"]
             lines.append(f"- {case['name']}, {case['steps']} fine-tuning steps, {case['held_out']} held-out "
                          f"sentences: float32 {100 * acc['minibert']:.1f}%, minibert int8 "
-                         f"{100 * acc['minibert[int8]']:.1f}% ({case['int8_drop_points']:+.1f} points from float32; "
-                         f"budget {case['budget_points']}), ONNX Runtime int8 {100 * acc['ort[int8]']:.1f}%. "
+                         f"{100 * acc['minibert[int8]']:.1f}% ({-case['int8_drop_points']:+.1f} points; budget "
+                         f"+-{case['budget_points']}), ONNX Runtime int8 {100 * acc['ort[int8]']:.1f}%. "
                          f"Met: {'yes' if case['met'] else '**no**'}.")
     return lines
 
