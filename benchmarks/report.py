@@ -294,6 +294,9 @@ def notes(results: dict) -> list[str]:
         "Padding ceiling: a batch with padding share p can run at most 1/(1-p) times faster by removing it; "
         "minibert's measured gain (its dense twin's time over the padded batch's, same rounds) must stay below; "
         "against a peer the ceiling is that bound times the peer's time over minibert's dense twin.",
+        "Same function: ONNX Runtime's fused float32 graph against minibert, max |difference| at real tokens: "
+        + (", ".join(f"{c['name']} {c['ort_float32_max_diff']:.1e}" for c in results["cases"]
+                     if "ort_float32_max_diff" in c) or "not measured") + ".",
         f"Memory: {s['memory_method']}.",
         f"Timing: {s['timing_note']}",
     ]

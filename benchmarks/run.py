@@ -113,6 +113,7 @@ def main() -> int:
         sections = [sections[0], *sections[3:]]
     started = time.perf_counter()
     for run_section in sections:
+        device.setup()  # every section starts at the plan's thread count (inference contestants change it)
         results["cases"] += run_section()
         finish(results)
         report.write(results, args.output, stem + "-partial")  # an interrupted run keeps what it measured
