@@ -28,6 +28,7 @@ COMMANDS = {
     "train-tokenizer": ("train_tokenizer", "learn a WordPiece vocabulary from a corpus"),
     "prepare-pretraining": ("prepare_pretraining", "turn a corpus into masked-LM/NSP examples on disk"),
     "pretrain": ("pretrain", "pretrain BERT from raw text (masked LM + next-sentence prediction)"),
+    "export": ("export", "write a checkpoint as an ONNX graph for ONNX Runtime, checked against minibert"),
 }
 
 

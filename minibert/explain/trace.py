@@ -141,9 +141,9 @@ def masked_heads(model: nn.Module, heads: Sequence[tuple[int, int]]) -> Iterator
     handles = []
     for layer, layer_heads in by_layer.items():
         def silence(_module, args, layer_heads=layer_heads):
-            concatenated = args[0].clone()  # (N, D) = (N, H * Dh), heads side by side
+            concatenated = args[0].clone()  # (..., D) = (..., H * Dh), heads side by side
             for head in layer_heads:
-                concatenated[:, head * size:(head + 1) * size] = 0
+                concatenated[..., head * size:(head + 1) * size] = 0
             return (concatenated, *args[1:])
         handles.append(encoder.layers[layer].attention.output.register_forward_pre_hook(silence))
     try:
@@ -174,7 +174,9 @@ def run_trace(model: nn.Module, input_ids: Tensor, token_type_ids: Tensor,
                            output_hidden_states=True, output_attentions=True)
     finally:
         recorder.remove()
-    v = recorder.values
+    # Between layers the model carries (N, D) or (B, T, D) depending on its fast path; with one unpadded input both
+    # are the T tokens in order, so every captured value becomes (T, D) here (the pooler's (1, D) becomes (D,)).
+    v = {name: value.reshape(-1, value.shape[-1]) for name, value in recorder.values.items()}
     tokens = input_ids.shape[1]
     layers = [LayerTrace(
         query=_split_heads(v[f"{i}.query"], heads), key=_split_heads(v[f"{i}.key"], heads),
@@ -183,9 +185,8 @@ def run_trace(model: nn.Module, input_ids: Tensor, token_type_ids: Tensor,
         ffn_activation=v.get(f"{i}.ffn_activation"), ffn_residual=v.get(f"{i}.ffn_residual"),
         output=output.hidden_states[i + 1][0])
         for i in range(len(encoder.layers))]
-    first = lambda name: v[name][0] if name in v else None  # noqa: E731  (drops the batch axis)
     return Trace(input_ids=input_ids[0], token_type_ids=token_type_ids[0],
                  position_ids=torch.arange(tokens, device=input_ids.device),
-                 word=first("word"), position=first("position"), segment=first("segment"),
-                 embedding_sum=first("embedding_sum"), embeddings=output.hidden_states[0][0], layers=layers,
-                 pooled=first("pooled"), output=output)
+                 word=v.get("word"), position=v.get("position"), segment=v.get("segment"),
+                 embedding_sum=v.get("embedding_sum"), embeddings=output.hidden_states[0][0], layers=layers,
+                 pooled=v["pooled"][0] if "pooled" in v else None, output=output)

@@ -5,6 +5,7 @@ Without those variables everything here is a no-op for a single process, so the 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -12,6 +13,8 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+logger = logging.getLogger("minibert")
 
 
 @dataclass
@@ -35,9 +38,13 @@ def setup(device: str | None) -> Processes:
         if chosen.index is None:  # one GPU per process: torchrun's LOCAL_RANK picks it
             chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(chosen)
-    started = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    # Under torchrun (which sets TORCHELASTIC_RUN_ID) the group is created even for one process, so that a
+    # one-GPU run exercises nccl exactly as a multi-GPU one does.
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    started = launched and not dist.is_initialized()
     if started:
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
+        logger.info("process group: %s, %d process(es)", dist.get_backend(), dist.get_world_size())
     if not dist.is_initialized():
         return Processes(rank=0, world_size=1, device=chosen, started_group=False)
     return Processes(rank=dist.get_rank(), world_size=dist.get_world_size(), device=chosen, started_group=started)
