@@ -120,9 +120,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: flo
     if implementation == "sdpa" and not return_probs:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
     scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
-    # The paper's division by sqrt(Dh), not a multiplication by Dh^-0.5: ONNX Runtime's attention fusion tells the
-    # scaling from the mask's multiplication only in this form.
-    scores = scores / math.sqrt(head_size or q.shape[-1])
+    head_size = head_size or q.shape[-1]
+    if torch.jit.is_tracing():
+        # ONNX export: the paper's division by sqrt(Dh), the only form in which ONNX Runtime's attention fusion
+        # tells the scaling from the mask's multiplication.
+        scores = scores / math.sqrt(head_size)
+    else:
+        # transformers multiplies by Dh^-0.5; so do we, so that float32 results match it bit for bit (the two
+        # forms round differently unless Dh is a power of 4, e.g. 64 but not 32).
+        scores = scores * head_size ** -0.5
     if mask is not None:
         scores = scores + mask
     probs = scores.softmax(dim=-1)
