@@ -28,10 +28,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's minibert, installed or not
 from minibert.config import BertConfig  # noqa: E402
-from minibert.data import PretrainingDataset, PretrainingOptions, iter_documents, train_wordpiece  # noqa: E402
+from minibert.pretraining import PretrainingDataset, PretrainingOptions, iter_documents, train_wordpiece  # noqa: E402
 from minibert.inference import fill_mask  # noqa: E402
 from minibert.model import BertForPreTraining  # noqa: E402
-from minibert.pretrain import pretrain, split_documents  # noqa: E402
+from minibert.pretraining.run import pretrain, split_documents  # noqa: E402
 from minibert.tokenizer import BertTokenizer  # noqa: E402
 from minibert.training import TrainingArguments, TrainResult  # noqa: E402
 

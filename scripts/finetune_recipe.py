@@ -1,9 +1,9 @@
 """Fine-tuning results on real data that installs offline from PyPI (see ASSETS.md), each one `minibert finetune`
 command: this script finds the installed files, prints the exact command and runs it.
 
-    python scripts/finetune.py rotten-tomatoes   # all-MiniLM-L6-v2 on rotten_tomatoes sentences, 90/10 split
-    python scripts/finetune.py wnut16            # all-MiniLM-L6-v2 on WNUT-16 Twitter NER, 90/10 split
-    python scripts/finetune.py wnut16 --epochs 3 # extra flags are passed on to `minibert finetune`
+    python scripts/finetune_recipe.py rotten-tomatoes   # all-MiniLM-L6-v2 on rotten_tomatoes sentences, 90/10 split
+    python scripts/finetune_recipe.py wnut16            # all-MiniLM-L6-v2 on WNUT-16 Twitter NER, 90/10 split
+    python scripts/finetune_recipe.py wnut16 --epochs 3 # extra flags are passed on to `minibert finetune`
 
 The run prints the precision it chose and its expected duration first, held-out metrics at the end;
 OUTPUT_DIR/metrics.jsonl and curves.png hold the whole run.

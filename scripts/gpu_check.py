@@ -6,7 +6,7 @@
    the rest of the suite runs as usual);
 2. `benchmarks/run.py --device cuda`: bf16 weights, flash SDPA, against transformers (results/cuda.md);
 3. a short bf16 pretraining run under `torchrun --nproc_per_node 1`, which starts an nccl process group even for
-   one GPU (minibert/training/distributed.py), on the Wikipedia leads with the all-MiniLM-L6-v2 vocabulary.
+   one GPU (minibert/training/processes.py), on the Wikipedia leads with the all-MiniLM-L6-v2 vocabulary.
 
 Each step has its own time limit; the report names the GPU, the CUDA and driver versions, and each step's outcome.
 Without a CUDA device it stops at once with one line saying why.

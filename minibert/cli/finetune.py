@@ -1,12 +1,12 @@
 """minibert finetune MODEL --task KIND --train FILE --output-dir DIR: fine-tune a checkpoint on a task and save a
-folder that `minibert predict` and transformers load. A thin layer over minibert.tasks.finetune.finetune."""
+folder that `minibert predict` and transformers load. A thin layer over minibert.finetuning.run.finetune."""
 
 import argparse
 
 from minibert.cli.arg_types import encoding, finite_float, fraction, non_negative_float, non_negative_int, \
     positive_float, positive_int
 
-TASKS = ("classification", "regression", "ner", "qa")  # minibert.tasks.kinds.TASK_KINDS; kept literal so --help is fast
+TASKS = ("classification", "regression", "ner", "qa")  # minibert.finetuning.kinds.TASK_KINDS; kept literal so --help is fast
 # flag -> TrainingArguments field. Flags left out keep TrainingArguments' defaults.
 TRAINING_FLAGS = {"epochs": "num_epochs", "max_steps": "max_steps", "batch_size": "per_device_batch_size",
                   "grad_accumulation": "grad_accumulation_steps", "lr": "learning_rate",
@@ -93,8 +93,8 @@ def parse_where(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.tasks.finetune import DataSpec, finetune
-    from minibert.tasks.qa_decoding import QADecoding
+    from minibert.finetuning.run import DataSpec, finetune
+    from minibert.finetuning.qa_decoding import QADecoding
     data = DataSpec(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column,
                     format=args.format, where=parse_where(args.where) or None, glue_task=args.glue,
                     encoding=args.encoding)

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from minibert.cli.arg_types import check_output_file
     from minibert.fastpath import prepare_for_inference
     from minibert.io import atomic_write_text
-    from minibert.tasks.predict import Predictor, read_records
+    from minibert.finetuning.predict import Predictor, read_records
     from minibert.text_files import read_stdin, read_text
     if args.output:
         check_output_file(Path(args.output), "--output")

@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from minibert.cli.arg_types import fraction, non_negative_int, positive_int, probability
-from minibert.data.corpus import FORMATS
-from minibert.data.pretraining import PretrainingOptions
+from minibert.pretraining.corpus import FORMATS
+from minibert.pretraining.examples import PretrainingOptions
 
 # Flags for PretrainingOptions fields; each defaults to None, which keeps the dataclass default (the original
 # script's), so `pretrain --data` can tell a flag given from one left alone.
@@ -63,8 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from minibert.cli.arg_types import check_output_folder
-    from minibert.data.pretraining_shards import read_meta
-    from minibert.pretrain import load_tokenizer, prepare_data
+    from minibert.pretraining.shards import read_meta
+    from minibert.pretraining.run import load_tokenizer, prepare_data
     check_output_folder(Path(args.output), "--output")
     options = data_options(args) or PretrainingOptions()
     prepared = prepare_data(args.corpus, load_tokenizer(args.tokenizer), args.output, options,

@@ -5,7 +5,6 @@ Data-parallel on several processes: `torchrun --nproc_per_node N -m minibert pre
 data while the others wait). `minibert -v pretrain ...` also logs data preparation and the time budget."""
 
 import argparse
-import os
 
 from minibert.cli.arg_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from minibert.cli.prepare_pretraining import add_corpus_arguments, add_data_arguments, data_options
@@ -74,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.pretrain import pretrain
+    from minibert.pretraining.run import pretrain
     from minibert.training.args import TrainingArguments
     training = TrainingArguments(
         args.output_dir, max_steps=args.max_steps, num_epochs=args.epochs, per_device_batch_size=args.batch_size,
@@ -87,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                       text_field=args.text_field, eval_corpus=args.eval_corpus, eval_fraction=args.eval_fraction,
                       data_dir=args.data, model=args.preset or args.config, init_from=args.init_from,
                       options=data_options(args), max_minutes=args.max_minutes)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun, one summary (from rank 0) is enough
+    from minibert.training.processes import launched_rank
+    if launched_rank() != 0:  # under torchrun, one summary (from rank 0) is enough
         return 0
     metrics = "  ".join(f"{name} {value:.4g}" for name, value in result.final_metrics.items())
     print(f"{result.steps} steps in {result.wall_time_s:.0f} s ({result.tokens_per_s:.0f} tokens/s); "

@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from minibert.errors import DataError
-from minibert.tasks.readers import QAExample, TaggedSentence, TextExample, label_id, parse_score
+from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample, label_id, parse_score
 from minibert.tokenizer import BertTokenizer
 
 IGNORE_INDEX = -100  # label positions the loss skips (cross-entropy's ignore_index)

@@ -19,7 +19,7 @@ from minibert.errors import CheckpointError, MinibertError
 from minibert.io import atomic_write_text
 from minibert.model import (BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
                             BertPreTrainedModel)
-from minibert.tasks.qa_decoding import QADecoding
+from minibert.finetuning.qa_decoding import QADecoding
 
 LABEL_MAP_FILE = "label_map.json"
 
@@ -28,7 +28,7 @@ LABEL_MAP_FILE = "label_map.json"
 class TaskKind:
     name: str
     model_class: type[BertPreTrainedModel]
-    metric_kind: str  # the task kind minibert.tasks.metrics.compute_metrics knows it by
+    metric_kind: str  # the task kind minibert.finetuning.metrics.compute_metrics knows it by
     main_metric: str  # what picks the best checkpoint (GLUE tasks name their own, see readers.GLUE_TASKS)
 
 

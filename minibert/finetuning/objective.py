@@ -3,7 +3,7 @@
 Each adapter sums the same loss its minibert head computes as a mean, so training through the loop optimises
 exactly what `model(..., labels=...).loss` reports. Evaluation hands the task's predictions and references to a
 `metric_fn(predictions, references) -> dict`, so a task plugs in its own metric (for instance one of
-minibert.tasks.metrics, or a closure that maps token ids back to words); each adapter has a simple default.
+minibert.finetuning.metrics, or a closure that maps token ids back to words); each adapter has a simple default.
 """
 
 from __future__ import annotations

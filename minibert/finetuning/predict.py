@@ -29,12 +29,12 @@ from minibert.errors import CheckpointError, InputError
 from minibert.hub import resolve
 from minibert.inference import length_sorted_batches
 from minibert.model import BertPreTrainedModel
-from minibert.tasks.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,
+from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,
                                      encode_qa, encode_token_classification, word_predictions)
-from minibert.tasks.kinds import TaskKind, kind_of_checkpoint, read_label_map, task_kind
-from minibert.tasks.metrics import extract_entities
-from minibert.tasks.qa_decoding import QADecoding, decode_answers
-from minibert.tasks.readers import QAExample, TaggedSentence, TextExample
+from minibert.finetuning.kinds import TaskKind, kind_of_checkpoint, read_label_map, task_kind
+from minibert.finetuning.metrics import extract_entities
+from minibert.finetuning.qa_decoding import QADecoding, decode_answers
+from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
 from minibert.tokenizer import BertTokenizer
 
 Record = Mapping[str, Any]

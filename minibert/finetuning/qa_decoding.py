@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 
 from minibert.errors import InputError, spelled
-from minibert.tasks.features import CLS_POSITION, QAFeature
-from minibert.tasks.readers import QAExample
+from minibert.finetuning.features import CLS_POSITION, QAFeature
+from minibert.finetuning.readers import QAExample
 
 
 @dataclass(frozen=True)

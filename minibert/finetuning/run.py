@@ -34,19 +34,19 @@ from minibert.errors import CheckpointError, DataError, MinibertError, spelled
 from minibert.hub import resolve
 from minibert.model import BertPreTrainedModel
 from minibert.output_lock import output_lock
-from minibert.tasks.features import (IGNORE_INDEX, Feature, QAFeature, collate, default_doc_stride,
+from minibert.finetuning.features import (IGNORE_INDEX, Feature, QAFeature, collate, default_doc_stride,
                                      encode_classification, encode_qa, encode_token_classification, sort_by_length,
                                      word_predictions)
-from minibert.tasks.kinds import TaskKind, task_kind, write_label_map
-from minibert.tasks.metrics import compute_metrics
-from minibert.tasks.qa_decoding import QADecoding, decode_answers
-from minibert.tasks.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task, load_hub_dataset,
+from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
+from minibert.finetuning.metrics import compute_metrics
+from minibert.finetuning.qa_decoding import QADecoding, decode_answers
+from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task, load_hub_dataset,
                                     parse_score, read_conll, read_examples, read_glue, read_squad)
 from minibert.tokenizer import BertTokenizer
-from minibert.training import (QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask,
-                               TrainingArguments, TrainResult, train)
-from minibert.training import checkpointing, distributed
-from minibert.training.finetuning import FineTuningTask, MetricFn
+from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAnsweringTask, SequenceClassificationTask,
+                                           TokenClassificationTask)
+from minibert.training import TrainingArguments, TrainResult, checkpointing, train
+from minibert.training.processes import choose_device, launched_rank, launched_world_size
 from minibert.training.reporting import MetricsLog
 from minibert.training.run_folder import check_output_dir
 
@@ -286,11 +286,11 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     main_metric = (glue.metric if glue is not None else kind.main_metric) if eval_examples else None
     args = _training_arguments(output_dir, main_metric, training)
     check_output_dir(args)  # before loading and encoding: a run that cannot start must not cost them
-    distributed.choose_device(args.device)
+    choose_device(args.device)
     labels = label_list(kind, train_examples, glue)
     decoding = qa_decoding_for(kind, train_examples + eval_examples, qa_decoding)
     # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
-    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    single = launched_world_size() == 1
     with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
         return _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
                          training, max_length, doc_stride, decoding)
@@ -346,7 +346,7 @@ def _training_arguments(output_dir: str | os.PathLike, main_metric: str | None,
 
 def _steps_per_epoch(args: TrainingArguments, num_features: int) -> int:
     """Optimizer steps in one pass over the training set (torchrun's WORLD_SIZE processes share each step)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     return num_features // (args.per_device_batch_size * args.grad_accumulation_steps * world)
 
 
@@ -369,7 +369,7 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
                  labels: list[str] | None, max_length: int, qa_decoding: QADecoding | None = None) -> Path:
     """Complete final/ (written by the loop) with tokenizer and label map; write best/ when the best
     evaluation came before the last step. Under torchrun only rank 0 writes."""
-    output_dir, is_main = result.output_dir, int(os.environ.get("RANK", "0")) == 0
+    output_dir, is_main = result.output_dir, launched_rank() == 0
     if is_main:
         add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length, qa_decoding)
     if result.best_step is None or result.best_step == result.steps:

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from minibert.data.masking import IGNORE_INDEX, Masker
+from minibert.pretraining.masking import IGNORE_INDEX, Masker
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
 

@@ -1,8 +1,8 @@
 """Pretraining from raw text, end to end: corpus -> prepared shards -> BERT -> `train()` -> a checkpoint folder
 that minibert and transformers both load. `minibert pretrain` and a notebook call the same `pretrain()`:
 
-    from minibert.data import PretrainingOptions
-    from minibert.pretrain import pretrain
+    from minibert.pretraining import PretrainingOptions
+    from minibert.pretraining.run import pretrain
     from minibert.training import TrainingArguments
 
     result = pretrain(TrainingArguments("runs/tiny", max_steps=1000, learning_rate=5e-4, warmup_steps=100),
@@ -14,7 +14,7 @@ Layout of `output_dir` after a run:
     data/source.json   what the data was made from (corpus files, split, options, vocabulary); written last, so a
                        later call with the same inputs reuses data/train and data/eval instead of redoing them
                        (new data is built beside the old and moved in when complete)
-    data/train/        the training examples (see minibert.data.pretraining_shards)
+    data/train/        the training examples (see minibert.pretraining.shards)
     data/eval/         the held-out examples: documents the training set never contains
     checkpoints/, metrics.jsonl, curves.png   written by the training loop
     final/             config.json, model.safetensors and the tokenizer: a complete Hugging Face checkpoint
@@ -40,9 +40,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from minibert.config import PRESETS, BertConfig
-from minibert.data.corpus import corpus_files, iter_documents
-from minibert.data.pretraining import PretrainingOptions
-from minibert.data.pretraining_shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
+from minibert.pretraining.corpus import corpus_files, iter_documents
+from minibert.pretraining.examples import PretrainingOptions
+from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
                                               read_meta, vocab_sha256, write_pretraining_data)
 from minibert.errors import ConfigError, DataError, spelled
 from minibert.hub import resolve
@@ -50,14 +50,14 @@ from minibert.io import atomic_write_text, remove_stale_temps
 from minibert.model import BertForMaskedLM, BertForPreTraining
 from minibert.output_lock import output_lock
 from minibert.tokenizer import BertTokenizer
-from minibert.training import distributed
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import eval_loader
 from minibert.training.errors import TrainingError
 from minibert.training.loop import TrainResult, train
 from minibert.training.optim import build_optimizer
+from minibert.training.processes import Processes, end_processes, on_main, start_processes
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
-from minibert.training.pretraining import PretrainingTask
+from minibert.pretraining.objective import PretrainingTask
 from minibert.training.run_folder import check_output_dir, hold_output_dir
 
 logger = logging.getLogger("minibert")
@@ -318,7 +318,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
              max_minutes: float | None = None) -> TrainResult:
     """Pretrain BERT (MLM + NSP, or MLM only when `options.nsp` is False) and write `args.output_dir/final`.
 
-    Data: `corpus` (files or folders of `corpus_format`, see minibert.data.corpus) is prepared with `options` into
+    Data: `corpus` (files or folders of `corpus_format`, see minibert.pretraining.corpus) is prepared with `options` into
     args.output_dir/data, once; or `data_dir` names data prepared earlier (by `prepare_data`). Held out: the
     `eval_corpus`, else `eval_fraction` of the corpus's documents. Model: `model` (a preset name, a config.json
     or a BertConfig) from scratch, or `init_from` a checkpoint to continue pretraining. `tokenizer` defaults to
@@ -347,21 +347,21 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
                             text_field=text_field, eval_corpus=eval_corpus, eval_fraction=eval_fraction,
                             keep_existing=args.resume)
 
-    processes = distributed.setup(args.device)
+    processes = start_processes(args.device)
     try:
         with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
             result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes)
     except BaseException:
-        distributed.teardown(processes, failed=True)
+        end_processes(processes, failed=True)
         raise
-    distributed.teardown(processes)
+    end_processes(processes)
     return result
 
 
-def _prepare_and_train(args: TrainingArguments, processes: distributed.Processes, data, tokenizer: BertTokenizer,
+def _prepare_and_train(args: TrainingArguments, processes: Processes, data, tokenizer: BertTokenizer,
                        config: BertConfig, options: PretrainingOptions, init_from: PathLike | None,
                        max_minutes: float | None) -> TrainResult:
-    prepared = distributed.on_main(processes, data)
+    prepared = on_main(processes, data)
     train_dataset = PretrainingDataset(prepared.train, tokenizer=tokenizer)
     eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
     collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
@@ -370,12 +370,12 @@ def _prepare_and_train(args: TrainingArguments, processes: distributed.Processes
         # The budget's timing needs the precision the run will use: resolve "auto" once, here.
         args = dataclasses.replace(args, precision=resolve_precision(
             args, bert.to(processes.device), PretrainingTask(), train_dataset, collate, processes.device))
-        budget = distributed.on_main(processes, lambda: steps_for_budget(
+        budget = on_main(processes, lambda: steps_for_budget(
             max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
         args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
     result = train(bert, PretrainingTask(), train_dataset, eval_dataset, args, collate)
     # final/ then loads on its own, in any library
-    distributed.on_main(processes, lambda: tokenizer.save_pretrained(result.output_dir / "final"))
+    on_main(processes, lambda: tokenizer.save_pretrained(result.output_dir / "final"))
     return result
 
 

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from minibert.data.masking import IGNORE_INDEX, Masker, subword_table
-from minibert.data.pretraining import (CreationCounts, PretrainingExample, PretrainingOptions,
+from minibert.pretraining.masking import IGNORE_INDEX, Masker, subword_table
+from minibert.pretraining.examples import (CreationCounts, PretrainingExample, PretrainingOptions,
                                        check_tokenizer, example_features, generate_examples)
 from minibert.errors import DataError
 from minibert.io import atomic_write_text, remove_stale_temps, temp_name
@@ -58,7 +58,7 @@ def prepare_pretraining_data(documents: Iterable[Sequence[str]], tokenizer: Bert
                              out_dir: str | os.PathLike, options: PretrainingOptions = PretrainingOptions(), *,
                              shard_size: int = 100_000, model_vocab_size: int | None = None,
                              overwrite: bool = False) -> dict:
-    """Create the examples of a corpus (see `minibert.data.pretraining`) and write them to `out_dir` in
+    """Create the examples of a corpus (see `minibert.pretraining.examples`) and write them to `out_dir` in
     shards of `shard_size` examples; returns the meta.json content. Memory holds one chunk of documents and
     one shard at a time. `overwrite` replaces an earlier preparation; other files are never touched.
 

@@ -3,7 +3,7 @@
 It reads in the order a run goes: set up (processes, data order, optimizer and schedule, precision, resume),
 then, for every optimizer step, fetch its micro-batches, count, forward and backward each, check the loss, clip,
 step; then log, evaluate, save. What a task computes lives in task.py / pretraining.py / finetuning.py; which
-examples a step reads in batches.py; the rest in optim.py, checkpointing.py, distributed.py, reporting.py and
+examples a step reads in batches.py; the rest in optim.py, checkpointing.py, processes.py, reporting.py and
 curves.py, one job each.
 """
 
@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from minibert.errors import spelled
-from minibert.training import checkpointing, distributed
+from minibert.training import checkpointing
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
 from minibert.training.checkpointing import TrainState
@@ -32,6 +32,8 @@ from minibert.training.curves import plot_curves
 from minibert.training.errors import TrainingError
 from minibert.training.fingerprint import dataset_fingerprint
 from minibert.training.optim import build_optimizer, linear_warmup_decay, set_schedule
+from minibert.training.processes import (Processes, all_reduce_sum, broadcast_from_main, end_processes,
+                                          on_main, start_processes)
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.reporting import MetricsLog, Progress
 from minibert.training.run_folder import check_output_dir, describe_resume, hold_output_dir
@@ -61,13 +63,13 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
     trained model, `save_pretrained` format). The folder is locked for the run (one run at a time); a new run over
     an earlier one needs args.overwrite_output_dir, and replaces its files only as it saves its own."""
     started = time.perf_counter()
-    processes = distributed.setup(args.device)
+    processes = start_processes(args.device)
     with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
         return _train(model, task, train_dataset, eval_dataset, args, collate_fn, processes, started)
 
 
 def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Dataset | None,
-           args: TrainingArguments, collate_fn: Callable[[list], dict[str, Any]], processes: distributed.Processes,
+           args: TrainingArguments, collate_fn: Callable[[list], dict[str, Any]], processes: Processes,
            started: float) -> TrainResult:
     device, world = processes.device, processes.world_size
     output_dir = Path(args.output_dir)
@@ -138,7 +140,7 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
             # all ranks, is read off the batches before any forward pass; each micro-batch backpropagates its
             # sums divided by those totals, so the step's gradient is that of one batch of examples_per_step.
             counts = [task.counts(batch) for batch in micro_batches]
-            totals = distributed.all_reduce_sum(
+            totals = all_reduce_sum(
                 {name: sum(torch.as_tensor(c[name], dtype=torch.int64, device=device) for c in counts)
                  for name in counts[0]})
             denominators = {name: total.clamp(min=1) for name, total in totals.items()}
@@ -153,7 +155,7 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
                 scaler.scale(loss).backward()
                 for name, (term_sum, _) in terms.items():
                     sums[name] += term_sum.detach().float()
-            sums = distributed.all_reduce_sum(sums)  # the global loss, not rank 0's share
+            sums = all_reduce_sum(sums)  # the global loss, not rank 0's share
             losses = {f"{name}_loss": (sums[name] / denominators[name]).item() for name in sums}
             loss_value = sum(losses.values())
             if not math.isfinite(loss_value):
@@ -175,7 +177,7 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
             state.step += 1
             state.step_in_epoch += 1
 
-            tokens = distributed.all_reduce_sum(
+            tokens = all_reduce_sum(
                 {"tokens": sum(count_tokens(batch) for batch in micro_batches).to(device)})["tokens"].item()
             step_time = time.perf_counter() - step_started
             tokens_trained, training_time = tokens_trained + tokens, training_time + step_time
@@ -190,7 +192,7 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
             improved = False
             if evaluating:
                 with autocast:  # rank 0 evaluates; the others wait for its metrics, so all decide alike
-                    eval_metrics = distributed.broadcast_from_main(
+                    eval_metrics = broadcast_from_main(
                         task.evaluate(raw_model, evaluation) if processes.is_main else None)
                 record.update({f"eval_{name}": value for name, value in eval_metrics.items()})
                 if args.keep_best_metric:
@@ -214,8 +216,8 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
 
     progress.close()
-    distributed.on_main(processes, lambda: raw_model.save_pretrained(output_dir / "final"))
-    distributed.teardown(processes)
+    on_main(processes, lambda: raw_model.save_pretrained(output_dir / "final"))
+    end_processes(processes)
     return TrainResult(final_metrics=eval_metrics, train_loss=loss_value, best_metric=state.best_metric,
                        best_step=state.best_step, steps=state.step, wall_time_s=time.perf_counter() - started,
                        tokens_per_s=tokens_trained / training_time if training_time else 0.0,

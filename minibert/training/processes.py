@@ -1,6 +1,10 @@
-"""Data-parallel training across processes started by `torchrun` (which sets RANK, WORLD_SIZE, LOCAL_RANK).
+"""Data-parallel training across processes started by `torchrun` (which sets RANK, WORLD_SIZE, LOCAL_RANK): the
+one module that reads those variables; everything else asks it.
 
-Without those variables everything here is a no-op for a single process, so the loop has one code path."""
+Without them everything here is a no-op for a single process, so the loop has one code path. Reading order:
+`start_processes` (join the group, pick the device), the collectives the loop uses (`all_reduce_sum`,
+`broadcast_from_main`, `gather_to_all`, `on_main`), `end_processes`; `launched_rank` and `launched_world_size`
+answer before the group exists (a command deciding who prints, or how many processes share a step)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class Processes:
     rank: int
     world_size: int
     device: torch.device
-    started_group: bool  # whether setup() created the process group (and so teardown() should end it)
+    started_group: bool  # whether start_processes() created the group (and so end_processes() should end it)
 
     @property
     def is_main(self) -> bool:
@@ -30,7 +34,7 @@ class Processes:
         return self.rank == 0
 
 
-def setup(device: str | None) -> Processes:
+def start_processes(device: str | None) -> Processes:
     """Join the process group torchrun describes (gloo on CPU, nccl on CUDA) and pick this process's device:
     `device` if given, else CUDA when available, else cpu; "cuda" without an index means cuda:LOCAL_RANK."""
     chosen = choose_device(device)
@@ -40,7 +44,7 @@ def setup(device: str | None) -> Processes:
         torch.cuda.set_device(chosen)
     # Under torchrun (which sets TORCHELASTIC_RUN_ID) the group is created even for one process, so that a
     # one-GPU run exercises nccl exactly as a multi-GPU one does.
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    launched = launched_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ
     started = launched and not dist.is_initialized()
     if started:
         dist.init_process_group(backend="nccl" if chosen.type == "cuda" else "gloo")
@@ -48,6 +52,16 @@ def setup(device: str | None) -> Processes:
     if not dist.is_initialized():
         return Processes(rank=0, world_size=1, device=chosen, started_group=False)
     return Processes(rank=dist.get_rank(), world_size=dist.get_world_size(), device=chosen, started_group=started)
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), readable before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def launched_world_size() -> int:
+    """How many processes torchrun started (1 outside torchrun), readable before the process group exists."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def choose_device(device: str | None) -> torch.device:
@@ -69,8 +83,8 @@ def choose_device(device: str | None) -> torch.device:
     return chosen
 
 
-def teardown(processes: Processes, failed: bool = False) -> None:
-    """Leave the process group setup() created. After a run that ended normally every rank first waits for the
+def end_processes(processes: Processes, failed: bool = False) -> None:
+    """Leave the process group start_processes() created. After a run that ended normally every rank first waits for the
     others: a rank that closes its connections while another still finishes the last collective makes gloo abort
     that one ("terminate called without an active exception"). After a failure ranks may be out of step, so
     nobody waits."""

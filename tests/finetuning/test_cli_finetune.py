@@ -19,7 +19,7 @@ from minibert.config import BertConfig
 from minibert.model import BertForSequenceClassification
 from minibert.tokenizer import BertTokenizer
 
-from .test_finetune import TINY, classification_rows, make_checkpoint, squad_json, write_csv
+from .test_run import TINY, classification_rows, make_checkpoint, squad_json, write_csv
 
 QUICK = ["--batch-size", "16", "--lr", "2e-3", "--no-progress"]
 

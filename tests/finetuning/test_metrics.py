@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from minibert.tasks.metrics import (MAIN_METRICS, accuracy, average_ranks, binary_f1, compute_metrics,
+from minibert.finetuning.metrics import (MAIN_METRICS, accuracy, average_ranks, binary_f1, compute_metrics,
                                     entity_scores, extract_entities, macro_f1, matthews_corrcoef,
                                     normalize_answer, pearson, spearman, squad_exact_match, squad_f1,
                                     squad_scores)

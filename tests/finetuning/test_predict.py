@@ -11,16 +11,16 @@ import shutil
 import pytest
 import torch
 
-import minibert.tasks.finetune
+import minibert.finetuning.run
 from minibert.cli.main import main
 from minibert.errors import CheckpointError, InputError
 from minibert.model import BertForSequenceClassification
-from minibert.tasks.finetune import finetune
-from minibert.tasks.predict import Predictor, predict, read_records
-from minibert.tasks.qa_decoding import QADecoding
+from minibert.finetuning.run import finetune
+from minibert.finetuning.predict import Predictor, predict, read_records
+from minibert.finetuning.qa_decoding import QADecoding
 from minibert.tokenizer import BertTokenizer
 
-from .test_finetune import (FAST, FILLERS, PEOPLE, classification_rows, make_checkpoint, regression_rows, squad_json,
+from .test_run import (FAST, FILLERS, PEOPLE, classification_rows, make_checkpoint, regression_rows, squad_json,
                             write_conll, write_csv, write_squad)
 
 
@@ -163,7 +163,7 @@ def v2_run(checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("qa2")
     (folder / "train.json").write_text(json.dumps(squad_v2_json(320)), encoding="utf-8")
     evaluations = []
-    decode = minibert.tasks.finetune.decode_answers
+    decode = minibert.finetuning.run.decode_answers
 
     def recording(examples, *args):
         answers = decode(examples, *args)
@@ -171,7 +171,7 @@ def v2_run(checkpoint, tmp_path_factory):
         return answers
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(minibert.tasks.finetune, "decode_answers", recording)
+        patch.setattr(minibert.finetuning.run, "decode_answers", recording)
         result = finetune(checkpoint, "qa", folder / "train.json", folder / "run", validation_fraction=0.2,
                           num_epochs=6, **FAST)
     return result, evaluations[-1]

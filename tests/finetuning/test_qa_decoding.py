@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from minibert.errors import InputError
-from minibert.tasks.features import QAFeature
-from minibert.tasks.qa_decoding import QADecoding, decode_answers
-from minibert.tasks.readers import QAExample
+from minibert.finetuning.features import QAFeature
+from minibert.finetuning.qa_decoding import QADecoding, decode_answers
+from minibert.finetuning.readers import QAExample
 
 CONTEXT = "alice met bob in paris"
 WORDS = {"alice": (0, 5), "met": (6, 9), "bob": (10, 13), "in": (14, 16), "paris": (17, 22)}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from minibert.errors import DataError
-from minibert.tasks.metrics import compute_metrics
-from minibert.tasks.readers import (GLUE_TASKS, build_label_map, label_id, load_hub_dataset, read_conll,
+from minibert.finetuning.metrics import compute_metrics
+from minibert.finetuning.readers import (GLUE_TASKS, build_label_map, label_id, load_hub_dataset, read_conll,
                                     read_examples, read_glue, read_squad)
 
 

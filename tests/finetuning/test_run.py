@@ -19,7 +19,7 @@ import torch
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, DataError, MinibertError
 from minibert.model import BertForSequenceClassification, BertModel
-from minibert.tasks.finetune import DataSpec, FinetuneResult, finetune, split_off_validation
+from minibert.finetuning.run import DataSpec, FinetuneResult, finetune, split_off_validation
 from minibert.tokenizer import SPECIAL_TOKENS, BertTokenizer
 from minibert.training.reporting import MetricsLog
 
@@ -220,7 +220,7 @@ def test_label_map_is_saved_in_config_and_label_map_json(classified):
 def test_saved_model_gives_the_same_logits_in_minibert_and_transformers(fixture, auto_class, request):
     transformers = pytest.importorskip("transformers")
     result: FinetuneResult = request.getfixturevalue(fixture)
-    from minibert.tasks.kinds import task_kind
+    from minibert.finetuning.kinds import task_kind
     ours = task_kind(result.task).model_class.from_pretrained(result.model_dir).eval()
     theirs = getattr(transformers, auto_class).from_pretrained(result.model_dir, attn_implementation="eager").eval()
     tokenizer = BertTokenizer.from_pretrained(result.model_dir)

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from minibert.data.corpus import CorpusStats, detect_format, iter_documents, split_sentences
+from minibert.pretraining.corpus import CorpusStats, detect_format, iter_documents, split_sentences
 from minibert.errors import DataError
 
 

@@ -12,11 +12,11 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from minibert.data.corpus import iter_documents
-from minibert.data.masking import IGNORE_INDEX, Masker, num_to_predict, subword_table
-from minibert.data.pretraining import (PretrainingOptions, create_examples_from_document, create_examples_in_memory,
+from minibert.pretraining.corpus import iter_documents
+from minibert.pretraining.masking import IGNORE_INDEX, Masker, num_to_predict, subword_table
+from minibert.pretraining.examples import (PretrainingOptions, create_examples_from_document, create_examples_in_memory,
                                        generate_examples, truncate_seq_pair)
-from minibert.data.pretraining_shards import PretrainingDataset, collate_pretraining, prepare_pretraining_data
+from minibert.pretraining.shards import PretrainingDataset, collate_pretraining, prepare_pretraining_data
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
 

@@ -1,4 +1,4 @@
-"""`minibert.pretrain` end to end on a tiny synthetic corpus: the model learns it, the exported folder is a
+"""`minibert.pretraining.run` end to end on a tiny synthetic corpus: the model learns it, the exported folder is a
 transformers checkpoint with the same logits, prepared data is reused, and held-out documents never train."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from minibert.config import BertConfig
-from minibert.data import PretrainingOptions, iter_documents, train_wordpiece
+from minibert.pretraining import PretrainingOptions, iter_documents, train_wordpiece
 from minibert.model import BertForPreTraining
-from minibert.pretrain import is_held_out, prepare_data, pretrain, split_documents
+from minibert.pretraining.run import is_held_out, prepare_data, pretrain, split_documents
 from minibert.tokenizer import BertTokenizer
 from minibert.training import TrainingArguments
 

@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from minibert.data.corpus import iter_documents
-from minibert.data.tokenizer_training import train_wordpiece
+from minibert.pretraining.corpus import iter_documents
+from minibert.pretraining.wordpiece import train_wordpiece
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
 

@@ -77,16 +77,16 @@ def test_torchrun_with_one_process_starts_the_process_group(monkeypatch):
     """A one-GPU `torchrun --nproc_per_node 1` run must use nccl as a multi-GPU one does; on CPU, gloo."""
     import socket
 
-    from minibert.training import distributed
+    from minibert.training.processes import end_processes, start_processes
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     for key, value in {"TORCHELASTIC_RUN_ID": "test", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
         monkeypatch.setenv(key, value)
-    processes = distributed.setup("cpu")
+    processes = start_processes("cpu")
     try:
         assert processes.started_group, "torchrun with one process did not start a process group"
         assert torch.distributed.get_backend() == "gloo" and processes.world_size == 1
     finally:
-        distributed.teardown(processes)
+        end_processes(processes)

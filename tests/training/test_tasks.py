@@ -6,8 +6,8 @@ from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
 
 from minibert.model import (BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
-from minibert.training import (PretrainingTask, QuestionAnsweringTask, SequenceClassificationTask,
-                               TokenClassificationTask)
+from minibert.finetuning.objective import QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask
+from minibert.pretraining.objective import PretrainingTask
 
 
 def mean_from_terms(terms):
