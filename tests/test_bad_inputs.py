@@ -34,7 +34,7 @@ from minibert.pretraining.objective import PretrainingTask
 
 from bad_input_world import (World, build_world, changed, fingerprint, minibert_process, temporaries,
                              wait_for)
-from tasks.test_finetune import VOCAB, classification_rows, squad_json, write_csv
+from finetuning.test_run import VOCAB, classification_rows, squad_json, write_csv
 
 PROGRESS_LINE = re.compile(r"^step \d+/\d+ ")  # what --no-progress prints while a run goes well
 

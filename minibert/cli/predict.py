@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from minibert.cli.arg_types import check_output_file
+    from minibert.io import check_output_file
     from minibert.fastpath import prepare_for_inference
     from minibert.io import atomic_write_text
     from minibert.finetuning.predict import Predictor, read_records

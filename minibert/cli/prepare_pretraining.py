@@ -62,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.cli.arg_types import check_output_folder
+    from minibert.io import check_output_folder
     from minibert.pretraining.shards import read_meta
     from minibert.pretraining.run import load_tokenizer, prepare_data
     check_output_folder(Path(args.output), "--output")

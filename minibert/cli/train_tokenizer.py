@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.cli.arg_types import check_output_folder
+    from minibert.io import check_output_folder
     from minibert.pretraining.corpus import CorpusStats, iter_documents
     from minibert.pretraining.wordpiece import train_wordpiece
     from minibert.pretraining.run import warnings_if_successful

@@ -13,10 +13,10 @@ import torch
 from tokenizers import Tokenizer
 
 from minibert.errors import DataError
+from minibert.model import IGNORE_INDEX
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample, label_id, parse_score
 from minibert.tokenizer import BertTokenizer
 
-IGNORE_INDEX = -100  # label positions the loss skips (cross-entropy's ignore_index)
 CLS_POSITION = 0  # where the QA head points for "no answer in this window"
 
 
@@ -200,9 +200,3 @@ def _label_tensor(labels: Sequence[int | float | list[int]], width: int) -> torc
     if isinstance(labels[0], float):
         return torch.tensor(labels, dtype=torch.float32)  # (B,)
     return torch.tensor(labels, dtype=torch.long)  # (B,)
-
-
-def sort_by_length(features: Sequence[Feature | QAFeature]) -> list[int]:
-    """Indices of `features`, longest first (ties keep their order). Batches cut from this order hold similar
-    lengths, so little of each is padding; longest first makes a batch too big for memory fail at once."""
-    return sorted(range(len(features)), key=lambda index: -len(features[index].input_ids))

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, MinibertError
+from minibert.finetuning.metrics import MAIN_METRICS
+from minibert.finetuning.qa_decoding import QADecoding
 from minibert.io import atomic_write_text
 from minibert.model import (BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
                             BertPreTrainedModel)
-from minibert.finetuning.qa_decoding import QADecoding
 
 LABEL_MAP_FILE = "label_map.json"
 
@@ -29,14 +30,19 @@ class TaskKind:
     name: str
     model_class: type[BertPreTrainedModel]
     metric_kind: str  # the task kind minibert.finetuning.metrics.compute_metrics knows it by
-    main_metric: str  # what picks the best checkpoint (GLUE tasks name their own, see readers.GLUE_TASKS)
+
+    @property
+    def main_metric(self) -> str:
+        """What picks the best checkpoint (GLUE tasks name their own, see readers.GLUE_TASKS)."""
+        return MAIN_METRICS[self.metric_kind]
 
 
+# The one list of tasks: `minibert finetune --task` and `minibert predict --task` offer these names.
 TASK_KINDS: dict[str, TaskKind] = {
-    "classification": TaskKind("classification", BertForSequenceClassification, "classification", "accuracy"),
-    "regression": TaskKind("regression", BertForSequenceClassification, "regression", "pearson"),
-    "ner": TaskKind("ner", BertForTokenClassification, "token_classification", "f1"),
-    "qa": TaskKind("qa", BertForQuestionAnswering, "qa", "f1"),
+    "classification": TaskKind("classification", BertForSequenceClassification, "classification"),
+    "regression": TaskKind("regression", BertForSequenceClassification, "regression"),
+    "ner": TaskKind("ner", BertForTokenClassification, "token_classification"),
+    "qa": TaskKind("qa", BertForQuestionAnswering, "qa"),
 }
 
 

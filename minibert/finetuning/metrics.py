@@ -16,9 +16,11 @@ MAIN_METRICS = {"classification": "accuracy", "regression": "pearson", "token_cl
 
 
 # -- classification -------------------------------------------------------------------------------------------
-def accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
-    predictions, references = _paired_arrays(predictions, references)
-    return float(np.mean(predictions == references))
+def accuracy(predictions: Sequence, references: Sequence) -> float:
+    """The share of predictions equal to their reference: class ids, or whole rows of labels (multi-label: every
+    label of the row right, scikit-learn's subset accuracy)."""
+    predictions, references = _paired_arrays(predictions, references, rows=True)
+    return float(np.mean(np.all(predictions == references, axis=tuple(range(1, predictions.ndim)))))
 
 
 def binary_f1(predictions: Sequence[int], references: Sequence[int], positive: int = 1) -> float:
@@ -60,6 +62,12 @@ def matthews_corrcoef(predictions: Sequence[int], references: Sequence[int]) -> 
 
 
 # -- regression -----------------------------------------------------------------------------------------------
+def mean_squared_error(predictions: Sequence, references: Sequence) -> float:
+    """Mean of the squared differences over every value (one score, or a row of scores, per example)."""
+    x, y = _paired_arrays(predictions, references, dtype=np.float64, rows=True)
+    return float(np.mean((x - y) ** 2))
+
+
 def pearson(predictions: Sequence[float], references: Sequence[float]) -> float:
     """Pearson correlation; 0 when either side is constant (an untrained model's flat output), where scipy
     returns nan, so that comparing checkpoints by this number stays well defined."""
@@ -193,9 +201,10 @@ def compute_metrics(task_kind: str, predictions, references) -> dict[str, float]
     raise ValueError(f"unknown task kind '{task_kind}'; known: {', '.join(MAIN_METRICS)}")
 
 
-def _paired_arrays(predictions, references, dtype=None) -> tuple[np.ndarray, np.ndarray]:
+def _paired_arrays(predictions, references, dtype=None, rows: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Two arrays of the same shape: lists of values, or with `rows` also lists of equally long rows."""
     predictions, references = np.asarray(predictions, dtype=dtype), np.asarray(references, dtype=dtype)
-    if predictions.shape != references.shape or predictions.ndim != 1:
+    if predictions.shape != references.shape or predictions.ndim not in ((1, 2) if rows else (1,)):
         raise ValueError(f"predictions {predictions.shape} and references {references.shape} must be two lists "
-                         f"of the same length")
+                         f"of the same length" + (" (of values, or of rows of the same length)" if rows else ""))
     return predictions, references

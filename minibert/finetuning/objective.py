@@ -1,9 +1,11 @@
-"""Fine-tuning tasks (BERT §4): sequence classification and regression, token classification, and extractive QA.
+"""Fine-tuning objectives (BERT §4): sequence classification and regression, token classification, and extractive
+QA, as the training loop asks for them (minibert.training.task).
 
-Each adapter sums the same loss its minibert head computes as a mean, so training through the loop optimises
-exactly what `model(..., labels=...).loss` reports. Evaluation hands the task's predictions and references to a
-`metric_fn(predictions, references) -> dict`, so a task plugs in its own metric (for instance one of
-minibert.finetuning.metrics, or a closure that maps token ids back to words); each adapter has a simple default.
+Each adapter sums the loss its minibert head computes as a mean (the head's own loss function in minibert.model,
+with reduction="sum"), so training through the loop optimises exactly what `model(..., labels=...).loss` reports.
+Evaluation hands the task's predictions and references to a `metric_fn(predictions, references) -> dict`, so a
+task plugs in its own metric (for instance one of minibert.finetuning.metrics, or a closure that maps token ids
+back to words); each adapter has a simple default.
 """
 
 from __future__ import annotations
@@ -12,18 +14,24 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minibert.config import BertConfig
-from minibert.training.task import IGNORE_INDEX, Batch, evaluation_mode, model_inputs, to_device, unwrap, upcast
+from minibert.finetuning import metrics
+from minibert.model import (IGNORE_INDEX, answer_positions, problem_type, question_answering_loss,
+                            sequence_classification_loss, token_classification_loss)
+from minibert.training.task import Batch, evaluation_mode, model_inputs, to_device, unwrap
 
 MetricFn = Callable[[list, list], dict[str, float]]
 
 
 def accuracy(predictions: list, references: list) -> dict[str, float]:
-    """The fraction of predictions equal to their reference (a class id, or a whole multi-hot label vector)."""
-    return {"accuracy": float(np.mean([p == r for p, r in zip(predictions, references)])) if references else 0.0}
+    """{"accuracy": the share of predictions equal to their reference (a class id, or a whole multi-hot vector)}."""
+    return {"accuracy": metrics.accuracy(predictions, references) if references else 0.0}
+
+
+def mean_squared_error(predictions: list, references: list) -> dict[str, float]:
+    return {"mse": metrics.mean_squared_error(predictions, references) if references else 0.0}
 
 
 class FineTuningTask:
@@ -72,29 +80,16 @@ class FineTuningTask:
                 predictions += batch_predictions
                 references += batch_references
         losses = {f"{name}_loss": loss_sum / max(count, 1) for name, (loss_sum, count) in totals.items()}
-        metrics = {"loss": sum(losses.values()), **(losses if len(losses) > 1 else {})}
+        scores = {"loss": sum(losses.values()), **(losses if len(losses) > 1 else {})}
         metric_fn = self.metric_fn or self.default_metrics(model.config)
-        return {**metrics, **metric_fn(predictions, references)}
-
-
-def problem_type(config: BertConfig, labels: Tensor) -> str:
-    """The rule BertForSequenceClassification applies (and transformers): the config's problem_type, else
-    regression for one label, single-label classification for integer labels, multi-label for float labels."""
-    if config.problem_type is not None:
-        return config.problem_type
-    if config.num_labels == 1:
-        return "regression"
-    return "single_label_classification" if labels.dtype in (torch.long, torch.int) else "multi_label_classification"
-
-
-def mean_squared_error(predictions: list, references: list) -> dict[str, float]:
-    return {"mse": float(np.mean((np.asarray(predictions) - np.asarray(references)) ** 2)) if references else 0.0}
+        return {**scores, **metric_fn(predictions, references)}
 
 
 class SequenceClassificationTask(FineTuningTask):
-    """BertForSequenceClassification with `labels`. One term, "loss": cross-entropy summed over sequences; for
-    regression, squared error summed over label values; for multi-label, binary cross-entropy summed over label
-    values. Default metric: accuracy, or mean squared error ("mse") for regression."""
+    """BertForSequenceClassification with `labels`. One term, "loss" (minibert.model.sequence_classification_loss
+    summed): cross-entropy summed over sequences; for regression, squared error summed over label values; for
+    multi-label, binary cross-entropy summed over label values. Default metric: accuracy, or mean squared error
+    ("mse") for regression."""
 
     def default_metrics(self, config: BertConfig) -> MetricFn:
         return mean_squared_error if config.num_labels == 1 or config.problem_type == "regression" else accuracy
@@ -105,15 +100,8 @@ class SequenceClassificationTask(FineTuningTask):
         return {"loss": batch["labels"].numel()}
 
     def sums(self, output, batch: Batch, config: BertConfig) -> dict[str, tuple[Tensor, Tensor | int]]:
-        labels, logits = batch["labels"], upcast(output.logits)  # (B,) or (B, C); (B, C)
-        problem = problem_type(config, labels)
-        if problem == "regression":
-            loss_sum = F.mse_loss(logits.flatten(), labels.to(logits.dtype).flatten(), reduction="sum")
-        elif problem == "single_label_classification":
-            loss_sum = F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1), reduction="sum")
-        else:
-            loss_sum = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="sum")
-        return {"loss": (loss_sum, labels.numel())}
+        loss_sum = sequence_classification_loss(output.logits, batch["labels"], config, reduction="sum")
+        return {"loss": (loss_sum, self.counts(batch)["loss"])}
 
     def predictions(self, output, batch: Batch, config: BertConfig) -> tuple[list, list]:
         labels, logits = batch["labels"], output.logits.float()
@@ -128,17 +116,17 @@ class SequenceClassificationTask(FineTuningTask):
 
 
 class TokenClassificationTask(FineTuningTask):
-    """BertForTokenClassification with per-token `labels` (-100 on [CLS], [SEP], padding and non-first word
-    pieces): cross-entropy summed over labelled tokens. Predictions and references are, per sequence, the ids at
-    labelled positions; the default metric is token accuracy."""
+    """BertForTokenClassification with per-token `labels` (IGNORE_INDEX on [CLS], [SEP], padding and non-first
+    word pieces): cross-entropy summed over labelled tokens (minibert.model.token_classification_loss).
+    Predictions and references are, per sequence, the ids at labelled positions; the default metric is token
+    accuracy."""
 
     def counts(self, batch: Batch) -> dict[str, Tensor | int]:
         return {"loss": (batch["labels"] != IGNORE_INDEX).sum()}
 
     def sums(self, output, batch: Batch, config: BertConfig) -> dict[str, tuple[Tensor, Tensor | int]]:
-        labels = batch["labels"]  # (B, T)
-        loss_sum = F.cross_entropy(upcast(output.logits).flatten(0, 1), labels.flatten(), reduction="sum")
-        return {"loss": (loss_sum, (labels != IGNORE_INDEX).sum())}  # (B, T, C) -> (B*T, C) above
+        loss_sum = token_classification_loss(output.logits, batch["labels"], reduction="sum")
+        return {"loss": (loss_sum, self.counts(batch)["loss"])}
 
     def predictions(self, output, batch: Batch, config: BertConfig) -> tuple[list, list]:
         predicted, labels = output.logits.argmax(-1), batch["labels"]  # (B, T, C) -> (B, T); (B, T)
@@ -151,16 +139,16 @@ class TokenClassificationTask(FineTuningTask):
 
 
 def token_accuracy(predictions: list[list[int]], references: list[list[int]]) -> dict[str, float]:
-    pairs = [(p, r) for row_p, row_r in zip(predictions, references) for p, r in zip(row_p, row_r)]
-    return {"accuracy": float(np.mean([p == r for p, r in pairs])) if pairs else 0.0}
+    """Accuracy over every labelled token of every sequence."""
+    return accuracy([p for row in predictions for p in row], [r for row in references for r in row])
 
 
 class QuestionAnsweringTask(FineTuningTask):
     """BertForQuestionAnswering with `start_positions` / `end_positions`. The head's loss is the mean of the start
-    and end cross-entropies, so the terms "start" and "end" each sum half a cross-entropy; positions outside the
-    window are clamped to T and ignored, as the head does. Predictions are each window's (start_logits,
-    end_logits) over its real tokens, for a metric_fn that decodes answer text; the default metric is the
-    fraction of windows whose best start and best end are both right."""
+    and end cross-entropies, so the terms "start" and "end" each sum half a cross-entropy
+    (minibert.model.question_answering_loss); positions outside the window are ignored, as the head does.
+    Predictions are each window's (start_logits, end_logits) over its real tokens, for a metric_fn that decodes
+    answer text; the default metric is the fraction of windows whose best start and best end are both right."""
 
     def forward(self, model: nn.Module, batch: Batch):
         # Given the positions, the head computes the padded positions' logits too, as transformers does: its loss
@@ -170,16 +158,14 @@ class QuestionAnsweringTask(FineTuningTask):
 
     def counts(self, batch: Batch) -> dict[str, Tensor | int]:
         tokens = batch["input_ids"].shape[1]
-        return {name: (batch[f"{name}_positions"].clamp(0, tokens) != tokens).sum() for name in ("start", "end")}
+        return {name: (answer_positions(batch[f"{name}_positions"], tokens) != tokens).sum()
+                for name in ("start", "end")}
 
     def sums(self, output, batch: Batch, config: BertConfig) -> dict[str, tuple[Tensor, Tensor | int]]:
-        tokens = batch["input_ids"].shape[1]
-        terms = {}
-        for name, logits in (("start", output.start_logits), ("end", output.end_logits)):  # (B, T) each
-            positions = batch[f"{name}_positions"].flatten().clamp(0, tokens)
-            loss_sum = F.cross_entropy(upcast(logits), positions, ignore_index=tokens, reduction="sum")
-            terms[name] = (loss_sum / 2, (positions != tokens).sum())
-        return terms
+        halves = question_answering_loss(output.start_logits, output.end_logits, batch["start_positions"],
+                                         batch["end_positions"], reduction="sum")
+        counts = self.counts(batch)
+        return {name: (loss_sum, counts[name]) for name, loss_sum in halves.items()}
 
     def predictions(self, output, batch: Batch, config: BertConfig) -> tuple[list, list]:
         lengths = (batch["attention_mask"].sum(1) if "attention_mask" in batch else

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 
 from minibert.config import BertConfig
-from minibert.errors import CheckpointError, DataError, MinibertError, spelled
+from minibert.errors import CheckpointError, DataError, MinibertError, ShapeMismatchError, spelled
 from minibert.hub import resolve
-from minibert.model import BertPreTrainedModel
+from minibert.inference import longest_first
+from minibert.model import IGNORE_INDEX, BertPreTrainedModel
 from minibert.output_lock import output_lock
-from minibert.finetuning.features import (IGNORE_INDEX, Feature, QAFeature, collate, default_doc_stride,
-                                     encode_classification, encode_qa, encode_token_classification, sort_by_length,
+from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride,
+                                     encode_classification, encode_qa, encode_token_classification,
                                      word_predictions)
 from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
@@ -166,12 +167,12 @@ def head_settings(kind: TaskKind, labels: list[str] | None) -> dict[str, Any]:
 def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] | None) -> BertPreTrainedModel:
     """The checkpoint with the task's head; a new head starts from BERT's init (seed torch before calling).
 
-    A checkpoint already fine-tuned for another number of labels fails the loader's shape check; that error is
-    raised again here naming both label sets, which is what the user has to reconcile."""
+    A checkpoint already fine-tuned for another number of labels fails the loader's shape check on its classifier;
+    that error is raised again here naming both label sets, which is what the user has to reconcile."""
     try:
         return kind.model_class.from_pretrained(checkpoint, **head_settings(kind, labels))
-    except CheckpointError as error:
-        if "classifier." not in str(error) or labels is None:
+    except ShapeMismatchError as error:
+        if labels is None or error.parameter.partition(".")[0] != "classifier":
             raise
         saved = BertConfig.from_json(resolve(checkpoint) / "config.json")
         raise CheckpointError(
@@ -338,10 +339,12 @@ def _train_and_validation(kind: TaskKind, train_data: str | os.PathLike,
 def _training_arguments(output_dir: str | os.PathLike, main_metric: str | None,
                         training: dict[str, Any]) -> TrainingArguments:
     """TrainingArguments with fine-tuning's default: keep the best checkpoint by the task's main metric."""
-    try:
-        return TrainingArguments(output_dir=str(output_dir), **{"keep_best_metric": main_metric, **training})
-    except TypeError as error:
-        raise MinibertError(f"finetune: {error}".replace("TrainingArguments.__init__() ", "")) from None
+    fields = {field.name for field in dataclasses.fields(TrainingArguments)} - {"output_dir"}
+    unknown = [name for name in training if name not in fields]
+    if unknown:
+        raise MinibertError(f"finetune: unexpected keyword argument {unknown[0]!r} (TrainingArguments has no such "
+                            "field)")
+    return TrainingArguments(output_dir=str(output_dir), **{"keep_best_metric": main_metric, **training})
 
 
 def _steps_per_epoch(args: TrainingArguments, num_features: int) -> int:
@@ -358,7 +361,7 @@ def _validation_features(kind: TaskKind, tokenizer: BertTokenizer, examples: lis
     if not examples:
         return None, None
     features = encode(kind, tokenizer, examples, labels, max_length, doc_stride)
-    order = sort_by_length(features)
+    order = longest_first([len(feature.input_ids) for feature in features])
     features = [features[i] for i in order]
     if kind.name != "qa":  # QA windows find their question by id; other features pair with their example
         examples = [examples[i] for i in order]

@@ -2,7 +2,7 @@
 masking, and the on-disk shards a training run reads."""
 
 from minibert.pretraining.corpus import CorpusStats, detect_format, iter_documents, split_sentences
-from minibert.pretraining.masking import IGNORE_INDEX, Masker, mask_tokens, num_to_predict, subword_table
+from minibert.pretraining.masking import Masker, mask_tokens, num_to_predict, subword_table
 from minibert.pretraining.examples import (PretrainingExample, PretrainingOptions, create_examples_in_memory,
                                        generate_examples)
 from minibert.pretraining.shards import (PretrainingDataset, collate_pretraining, prepare_pretraining_data,

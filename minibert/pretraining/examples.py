@@ -22,7 +22,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from minibert.pretraining.masking import IGNORE_INDEX, Masker
+from minibert.model import IGNORE_INDEX
+from minibert.pretraining.masking import Masker
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
 

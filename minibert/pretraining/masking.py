@@ -8,9 +8,8 @@ from typing import Collection
 
 import numpy as np
 
+from minibert.model import IGNORE_INDEX
 from minibert.tokenizer import BertTokenizer
-
-IGNORE_INDEX = -100  # label of positions the MLM loss skips (PyTorch cross-entropy's default ignore_index)
 
 
 def num_to_predict(num_tokens: int, masked_lm_prob: float, max_predictions_per_seq: int) -> int:

@@ -1,23 +1,25 @@
-"""The pretraining task (BERT §3.1): masked LM, plus next-sentence prediction when batches carry its label."""
+"""The pretraining objective (BERT §3.1): masked LM, plus next-sentence prediction when batches carry its label.
+What the training loop asks of it is in minibert.training.task; the losses themselves are the heads' own
+(minibert.model: masked_lm_loss, next_sentence_loss), summed here."""
 
 from __future__ import annotations
 
 import math
 from typing import Iterable
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from minibert.model import IGNORE_INDEX, masked_lm_loss, next_sentence_loss
 from minibert.training.errors import TrainingError
-from minibert.training.task import IGNORE_INDEX, Batch, evaluation_mode, model_inputs, to_device, upcast
+from minibert.training.task import Batch, evaluation_mode, model_inputs, to_device
 
 
 class PretrainingTask:
     """For BertForPreTraining (MLM + NSP, or MLM only) and BertForMaskedLM (MLM only).
 
     Batches hold input_ids, attention_mask, token_type_ids, `labels` (the original token at masked positions,
-    -100 elsewhere) and optionally `next_sentence_label` (0: B follows A, 1: B is random). Loss terms:
+    IGNORE_INDEX elsewhere) and optionally `next_sentence_label` (0: B follows A, 1: B is random). Loss terms:
     "mlm" sums cross-entropy over masked tokens; "nsp" sums it over sequences."""
 
     def counts(self, batch: Batch) -> dict[str, Tensor | int]:
@@ -28,21 +30,21 @@ class PretrainingTask:
 
     def forward(self, model: nn.Module, batch: Batch):
         # masked_only: the vocabulary projection runs on the masked positions only, and masked_logits (M, V) lines
-        # up with labels[labels != -100] in row-major order. The model's own mean losses are not used, so
+        # up with labels[labels != IGNORE_INDEX] in row-major order. The model's own mean losses are not used, so
         # next_sentence_label is not passed (BertForMaskedLM has no such argument; NSP logits come regardless).
         return model(**model_inputs(batch), labels=batch["labels"], masked_only=True)
 
     def sums(self, output, batch: Batch) -> dict[str, tuple[Tensor, int]]:
         labels = batch["labels"]
         targets = labels[labels != IGNORE_INDEX]  # (B, T) -> (M,), the order of masked_logits' rows
-        terms = {"mlm": (F.cross_entropy(upcast(output.masked_logits), targets, reduction="sum"), targets.numel())}
+        terms = {"mlm": (masked_lm_loss(output.masked_logits, targets, reduction="sum"), targets.numel())}
         if "next_sentence_label" in batch:
             nsp_logits = getattr(output, "seq_relationship_logits", None)  # (B, 2)
             if nsp_logits is None:
                 raise TrainingError("batch has next_sentence_label but the model has no NSP head; use "
                                     "BertForPreTraining, or leave the label out for MLM-only training")
             nsp_labels = batch["next_sentence_label"].flatten()
-            terms["nsp"] = (F.cross_entropy(upcast(nsp_logits), nsp_labels, reduction="sum"), nsp_labels.numel())
+            terms["nsp"] = (next_sentence_loss(nsp_logits, nsp_labels, reduction="sum"), nsp_labels.numel())
         return terms
 
     def loss_terms(self, model: nn.Module, batch: Batch) -> dict[str, tuple[Tensor, int]]:

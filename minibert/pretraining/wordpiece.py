@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Sequence
 
-from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, trainers
-from tokenizers.models import WordPiece
+from tokenizers import trainers
 
 from minibert.errors import DataError
 from minibert.tokenizer import SPECIAL_TOKENS, BertTokenizer
@@ -16,9 +15,8 @@ def train_wordpiece(documents: Iterable[Sequence[str]], vocab_size: int, lowerca
                     min_frequency: int = 2) -> BertTokenizer:
     """Learn a vocabulary of at most `vocab_size` tokens from documents (lists of sentences).
 
-    The normaliser (clean control characters, space out CJK characters, lowercase and strip accents when
-    `lowercase`) and the pre-tokeniser (split on whitespace and punctuation) are BERT's, so the result reads
-    text exactly like `BertTokenizer.from_vocab` would with the same vocab.txt. The trainer numbers the
+    The text pipeline is BERT's (`BertTokenizer.wordpiece_backend`, the one `BertTokenizer.from_vocab` uses), so
+    the result reads text exactly like `from_vocab` would with the same vocab.txt. The trainer numbers the
     special tokens first, in list order, so [PAD] is id 0 as in BERT's vocabulary (where [UNK], [CLS], [SEP],
     [MASK] are 100-103; here they are 1-4). Words seen fewer than `min_frequency` times get no token of
     their own and are spelled with pieces. A small corpus can give fewer tokens than asked for.
@@ -26,12 +24,7 @@ def train_wordpiece(documents: Iterable[Sequence[str]], vocab_size: int, lowerca
     if vocab_size <= len(SPECIAL_TOKENS):
         raise DataError(f"train_wordpiece: vocab_size {vocab_size} leaves no room beside "
                         f"{len(SPECIAL_TOKENS)} special tokens")
-    backend = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
-                                  max_input_chars_per_word=100))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                    strip_accents=None, lowercase=lowercase)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece(prefix="##")
+    backend = BertTokenizer.wordpiece_backend(None, lowercase)
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
                                         show_progress=False)  # its bars leave blank lines in logs

