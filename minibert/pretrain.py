@@ -43,6 +43,7 @@ from minibert.data.corpus import corpus_files, iter_documents
 from minibert.data.pretraining import PretrainingOptions
 from minibert.data.pretraining_shards import (PretrainingDataset, collate_pretraining, prepare_pretraining_data,
                                               read_meta, vocab_sha256)
+from minibert.data.tokenizer_training import train_wordpiece
 from minibert.errors import ConfigError, DataError
 from minibert.hub import resolve
 from minibert.io import atomic_write_text
@@ -132,6 +133,29 @@ def eval_options(options: PretrainingOptions) -> PretrainingOptions:
     """The held-out set is masked once, at preparation, and not duplicated: every evaluation then scores the same
     predictions, and copies with other masks would cost evaluation time without measuring anything new."""
     return dataclasses.replace(options, dupe_factor=1, dynamic_masking=False, seed=options.seed + 1)
+
+
+def learn_tokenizer(corpus: Sequence[PathLike], vocab_size: int, folder: PathLike, *, corpus_format: str = "auto",
+                    text_field: str = "text", eval_fraction: float = 0.01,
+                    seed: int = PretrainingOptions.seed) -> BertTokenizer:
+    """A WordPiece vocabulary of `vocab_size` learnt from the training side of the held-out split (the documents
+    `prepare_data` trains on with the same `eval_fraction` and data `seed`), so held-out text stays unseen; saved
+    to `folder`, and reused from there when it was learnt from the same files with the same settings."""
+    folder = Path(folder)
+    source = {"corpus": [{"path": str(path.resolve()), "size": path.stat().st_size,
+                          "mtime_ns": path.stat().st_mtime_ns} for path in corpus_files(corpus)],
+              "format": corpus_format, "text_field": text_field, "vocab_size": vocab_size,
+              "eval_fraction": eval_fraction, "seed": seed}
+    record = folder / "learnt_from.json"
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == source:
+        return BertTokenizer.from_pretrained(folder)
+    documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
+    if eval_fraction:
+        documents = split_documents(documents, False, eval_fraction, seed)
+    tokenizer = train_wordpiece(documents, vocab_size)
+    tokenizer.save_pretrained(folder)
+    atomic_write_text(record, json.dumps(source, indent=2) + "\n")
+    return tokenizer
 
 
 # -- preparing data -----------------------------------------------------------------------------------------------
@@ -337,7 +361,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
             budget = _on_main(processes, lambda: steps_for_budget(
                 max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
             args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
-        result = train(bert, PretrainingTask(), train_dataset, eval_dataset, args, collate)
+        result = train(bert, PretrainingTask(tokenizer.mask_id), train_dataset, eval_dataset, args, collate)
         if processes.is_main:
             tokenizer.save_pretrained(result.output_dir / "final")  # final/ then loads on its own, in any library
         distributed.barrier()
