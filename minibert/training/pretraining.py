@@ -66,8 +66,7 @@ class PretrainingTask:
         accuracy where the input showed [MASK] (only the context can tell), a random token, or the target itself
         (`mlm_accuracy_mask`, `_random`, `_unchanged`); the unigram baseline, always guessing the most frequent
         target of this set, over all targets and at [MASK] positions (`mlm_unigram_accuracy`, `_mask`); the MLM
-        loss at [MASK] positions beside the unigram model's (`mlm_loss_mask`, `mlm_unigram_loss_mask`); NSP's
-        majority baseline, always answering the more frequent label (`nsp_majority_accuracy`)."""
+        loss at [MASK] positions (`mlm_loss_mask`); NSP's majority baseline, always answering the more frequent label (`nsp_majority_accuracy`)."""
         total = {"mlm": 0.0, "nsp": 0.0}
         count = {"mlm": 0, "nsp": 0}
         nsp_correct, nsp_labels_seen = 0, torch.zeros(2, dtype=torch.int64)
@@ -149,13 +148,10 @@ class MaskedLMTally:
             for kind in self.KINDS:
                 metrics[f"mlm_accuracy_{kind}"] = share(self.correct[kind], self.count[kind])
             metrics["mlm_unigram_accuracy_mask"] = share(int(self.mask_targets[most_frequent]), self.count["mask"])
-            # Cross-entropy at [MASK] positions, beside that of the best context-free guess: the targets'
-            # frequencies in this set (the unigram entropy, when [MASK] targets are drawn like all targets).
+            # No unigram loss beside it: estimated from a held-out set of a few thousand targets over a
+            # vocabulary of thousands, the entropy comes out far too low (measured: 6.3 nats against 6.95 on the
+            # training set); the most frequent target, which the accuracy baseline needs, is estimated well.
             metrics["mlm_loss_mask"] = self.loss["mask"] / max(self.count["mask"], 1)
-            frequencies = self.targets.double() / self.targets.sum()
-            seen = self.mask_targets > 0
-            metrics["mlm_unigram_loss_mask"] = float(
-                -(self.mask_targets[seen] * frequencies[seen].log()).sum() / max(self.count["mask"], 1))
         return metrics
 
 
