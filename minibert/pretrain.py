@@ -48,6 +48,7 @@ from minibert.errors import ConfigError, DataError
 from minibert.hub import resolve
 from minibert.io import atomic_write_text
 from minibert.model import BertForMaskedLM, BertForPreTraining
+from minibert.pretraining_init import INITS, InitScheme, init_scheme, initialise
 from minibert.tokenizer import BertTokenizer
 from minibert.training import distributed
 from minibert.training.args import TrainingArguments
@@ -319,7 +320,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
              text_field: str = "text", eval_corpus: PathLike | Sequence[PathLike] | None = None,
              eval_fraction: float = 0.01, data_dir: PathLike | None = None, model: PathLike | BertConfig | None = None,
              init_from: PathLike | None = None, options: PretrainingOptions | None = None,
-             max_minutes: float | None = None) -> TrainResult:
+             max_minutes: float | None = None, init: str | InitScheme = "bert") -> TrainResult:
     """Pretrain BERT (MLM + NSP, or MLM only when `options.nsp` is False) and write `args.output_dir/final`.
 
     Data: `corpus` (files or folders of `corpus_format`, see minibert.data.corpus) is prepared with `options` into
@@ -327,14 +328,15 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     `eval_corpus`, else `eval_fraction` of the corpus's documents. Model: `model` (a preset name, a config.json
     or a BertConfig) from scratch, or `init_from` a checkpoint to continue pretraining. `tokenizer` defaults to
     the checkpoint's. `max_minutes` sets max_steps (capped by args.max_steps) so that training and evaluation
-    take about that long (see `steps_for_budget`).
+    take about that long (see `steps_for_budget`). `init` is how a model from scratch starts: "bert",
+    "local-attention" or an InitScheme (see minibert.pretraining_init).
 
     Every check that does not need the corpus's content (an empty corpus shows only when read) runs before any
     data is prepared. Under torchrun rank 0 prepares the data while the other ranks wait. Returns the loop's
     TrainResult.
     """
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
-    _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes)
+    _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
     check_writable(Path(args.output_dir))
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
@@ -357,6 +359,9 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
         eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
         collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
         bert = build_model(config, options.nsp, init_from, args.seed)
+        if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
+            scheme = init_scheme(init)
+            initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None)
         if max_minutes is not None:
             budget = _on_main(processes, lambda: steps_for_budget(
                 max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
@@ -377,7 +382,7 @@ def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
 
 
 def _check_choices(args: TrainingArguments, tokenizer, corpus: list, data_dir: PathLike | None, model, init_from,
-                   options: PretrainingOptions | None, max_minutes: float | None) -> None:
+                   options: PretrainingOptions | None, max_minutes: float | None, init) -> None:
     """Arguments that exclude or need each other."""
     if tokenizer is None and init_from is None:
         raise TrainingError("give a tokenizer (a model from scratch has none of its own)")
@@ -389,6 +394,8 @@ def _check_choices(args: TrainingArguments, tokenizer, corpus: list, data_dir: P
     if data_dir is not None and options is not None:
         raise TrainingError("data options are fixed when data is prepared; they cannot change for a prepared "
                             "data folder")
+    if init_scheme(init) != INITS["bert"] and init_from is not None:
+        raise TrainingError(f"init {init!r} is for a model from scratch; a checkpoint (init_from) has its weights")
     if max_minutes is not None and not max_minutes > 0:
         raise TrainingError(f"max_minutes must be positive, got {max_minutes}")
     if max_minutes is not None and args.resume:
