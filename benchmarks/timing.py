@@ -8,14 +8,14 @@ and rounds during which other processes took CPU are discarded where the time bu
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
+
+from contention import QUIET_CORES, ForeignCpu, wait_for_quiet
 
 Step = Callable[[], object]
 
@@ -28,10 +28,14 @@ class Timings:
     contended: bool  # too few quiet rounds: contended rounds were kept too
     contention: list[float]  # per round run: the most CPU (in cores) other processes used during a sample
     waited_s: float  # time spent waiting for a quiet machine
+    controlled: list[float]  # per round run: the least CPU (in cores) our own busy process got during a sample
 
     def summary(self) -> dict:
-        return {"rounds_run": self.rounds_run, "rounds_kept": self.rounds_kept, "contended": self.contended,
-                "contention_cores": [round(c, 2) for c in self.contention], "waited_s": round(self.waited_s, 1)}
+        summary = {"rounds_run": self.rounds_run, "rounds_kept": self.rounds_kept, "contended": self.contended,
+                   "contention_cores": [round(c, 2) for c in self.contention], "waited_s": round(self.waited_s, 1)}
+        if any(self.controlled):
+            summary["busy_process_cores"] = [round(c, 2) for c in self.controlled]
+        return summary
 
 
 def interleaved_times(steps: dict[str, Step], sync: Callable[[], None], rounds: int, warmup: int = 1,
@@ -40,33 +44,37 @@ def interleaved_times(steps: dict[str, Step], sync: Callable[[], None], rounds: 
     """Seconds per call of each step, one sample per round.
 
     Rounds alternate direction (A,B,C then C,B,A) so that neither a linear drift nor running first favours one
-    contestant. A step shorter than `min_sample_s` is repeated within each sample and the mean taken. Each round
+    contestant. A step shorter than `min_sample_s` is repeated within its sample and the mean taken. Each round
     waits (up to `quiet_wait_s`) for other processes to leave the cores, and a round during which they used more
     than QUIET_CORES anyway is discarded while `budget_s` lasts; after that, or once `rounds` quiet rounds are in,
     it stops (running at least `min_rounds`)."""
-    warm_seconds = {}
+    warm_seconds = {name: min_sample_s for name in steps}
     for _ in range(warmup):
         for name, step in steps.items():
             warm_seconds[name] = _time_calls(step, sync, 1)[0]
-    calls = max(1, math.ceil(min_sample_s / max(min(warm_seconds.values(), default=min_sample_s), 1e-6)))
+    # Each contestant repeats its call until a sample lasts about min_sample_s: a slow contestant does not make
+    # the fast ones run for its duration, and a fast one is not timed on a single short call.
+    calls = {name: max(1, math.ceil(min_sample_s / max(seconds, 1e-6))) for name, seconds in warm_seconds.items()}
     all_rounds: list[tuple[dict[str, float], float]] = []
     start, waited = time.perf_counter(), 0.0
     while True:
         waited += wait_for_quiet(quiet_wait_s)
         order = list(steps) if len(all_rounds) % 2 == 0 else list(reversed(steps))
-        samples = {name: _time_calls(steps[name], sync, calls) for name in order}
-        all_rounds.append(({k: s for k, (s, _) in samples.items()}, max(c for _, c in samples.values())))
+        samples = {name: _time_calls(steps[name], sync, calls[name]) for name in order}
+        all_rounds.append(({k: s for k, (s, _, _) in samples.items()}, max(c for _, c, _ in samples.values()),
+                           min(b for _, _, b in samples.values())))
         quiet = [r for r in all_rounds if r[1] <= QUIET_CORES]
         over_budget = budget_s is not None and time.perf_counter() - start > budget_s
         if len(quiet) >= rounds or (len(all_rounds) >= min_rounds and over_budget):
             break
     kept = quiet[-rounds:] if len(quiet) >= min_rounds else all_rounds
     return Timings({name: [r[0][name] for r in kept] for name in steps}, len(all_rounds), len(kept),
-                   contended=len(quiet) < min_rounds, contention=[r[1] for r in all_rounds], waited_s=waited)
+                   contended=len(quiet) < min_rounds, contention=[r[1] for r in all_rounds], waited_s=waited,
+                   controlled=[r[2] for r in all_rounds])
 
 
-def _time_calls(step: Step, sync: Callable[[], None], calls: int) -> tuple[float, float]:
-    """Seconds per call, and the CPU other processes used meanwhile (in cores)."""
+def _time_calls(step: Step, sync: Callable[[], None], calls: int) -> tuple[float, float, float]:
+    """Seconds per call, the CPU other processes used meanwhile and the CPU our own busy process got (cores)."""
     sync()
     cpu = ForeignCpu()
     start = time.perf_counter()
@@ -74,54 +82,7 @@ def _time_calls(step: Step, sync: Callable[[], None], calls: int) -> tuple[float
         step()
     sync()
     wall = time.perf_counter() - start
-    return wall / calls, cpu.cores(wall)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Other tenants. The 2 cores are shared (other test suites, the hypervisor's steal time); with 2 OpenMP threads a
-# single busy core can slow a step several-fold, so rounds are timed on a quiet machine where possible.
-# ----------------------------------------------------------------------------------------------------------------
-QUIET_CORES = 0.15
-
-
-class ForeignCpu:
-    """CPU time used, since creation, by everything but this process: busy jiffies of /proc/stat (steal included)
-    minus this process's own user + system time."""
-
-    def __init__(self):
-        self.busy, self.own = _busy_cpu_seconds(), _own_cpu_seconds()
-
-    def cores(self, wall: float) -> float:
-        if self.busy is None:
-            return 0.0
-        foreign = (_busy_cpu_seconds() - self.busy) - (_own_cpu_seconds() - self.own)
-        return max(foreign, 0.0) / max(wall, 1e-9)
-
-
-def _busy_cpu_seconds() -> float | None:
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except OSError:
-        return None  # not Linux: contention is not measured
-    user, nice, system, idle, iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
-def wait_for_quiet(max_wait_s: float, window_s: float = 0.5) -> float:
-    """Sleep until other processes use at most QUIET_CORES over a window, or `max_wait_s` passed; returns seconds
-    waited."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < max_wait_s:
-        cpu = ForeignCpu()
-        time.sleep(window_s)
-        if cpu.cores(window_s) <= QUIET_CORES:
-            break
-    return time.perf_counter() - start
+    return wall / calls, cpu.cores(wall), cpu.controlled_cores(wall)
 
 
 def median(samples: list[float]) -> float:
@@ -139,9 +100,10 @@ def matmul_step(device: torch.device, dtype: torch.dtype, n: int) -> tuple[Step,
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int, sync: Callable[[], None],
-                  rounds: int = 10) -> dict:
+                  rounds: int = 10, budget_s: float = 20.0, quiet_wait_s: float = 5.0) -> dict:
     step, flops = matmul_step(device, dtype, n)
-    seconds = interleaved_times({"mm": step}, sync, rounds=rounds, warmup=2, min_sample_s=0.0).seconds["mm"]
+    seconds = interleaved_times({"mm": step}, sync, rounds=rounds, warmup=2, min_sample_s=0.0, budget_s=budget_s,
+                                quiet_wait_s=quiet_wait_s).seconds["mm"]
     rates = sorted(flops / s / 1e9 for s in seconds)
     return {"size": n, "dtype": str(dtype).removeprefix("torch."), "median_gflops": statistics.median(rates),
             "min_gflops": rates[0], "max_gflops": rates[-1]}

@@ -22,7 +22,7 @@ from torch import Tensor
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError
 from minibert.hub import WEIGHT_FILES, resolve
-from minibert.io import atomic_path
+from minibert.io import atomic_write_bytes, new_folder
 
 logger = logging.getLogger("minibert")
 
@@ -154,6 +154,15 @@ class LoadReport:
     unused: list[str] = field(default_factory=list)  # checkpoint names the model has no place for
     derived: list[str] = field(default_factory=list)  # checkpoint names minibert derives instead (position_ids...)
 
+    def check_trained(self, use: str, prefixes: tuple[str, ...] = ("",)) -> None:
+        """Refuse to run `use` (an inference command) on a model whose parts under `prefixes` (minibert names;
+        all by default) were newly initialised: their output would be random, whatever the input."""
+        untrained = [name for name in self.newly_initialised if name.startswith(prefixes)]
+        if untrained:
+            raise CheckpointError(f"{self.source}: {use} needs trained weights, but the checkpoint has no "
+                                  f"{summarise([hf_name(name) for name in untrained])} (they would be random); "
+                                  "use a checkpoint that has them (e.g. fine-tune first)")
+
     def summary(self) -> str:
         lines = [f"loaded {self.loaded} tensors from {self.source}"
                  + (f" ({self.legacy_renamed} legacy gamma/beta names)" if self.legacy_renamed else "")]
@@ -166,12 +175,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _normalise(name: str, report: LoadReport) -> str:
+def _modern(name: str) -> str:
+    """`LayerNorm.gamma`/`beta` -> `LayerNorm.weight`/`bias`; other names unchanged."""
     for pattern, modern in LEGACY_NAMES:
         if pattern.search(name):
-            report.legacy_renamed += 1
             return pattern.sub(modern, name)
     return name
+
+
+def _normalise(name: str, report: LoadReport) -> str:
+    modern = _modern(name)
+    report.legacy_renamed += modern != name
+    return modern
 
 
 def _is_encoder_name(name: str) -> bool:
@@ -215,7 +230,48 @@ def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source
                            source, decoder_weight[0])
     report.loaded = len(mapped)
     report.newly_initialised = [name for name in model.state_dict() if name not in mapped]
+    check_encoder_complete(model.config, report, list(checkpoint))
     return mapped, report
+
+
+# Only heads (and the pooler, which checkpoints of MLM or token heads leave out, as transformers does) may be newly
+# initialised: an encoder tensor missing or left over means the config does not describe the weights, and a model
+# built from it would be partly random while looking loaded.
+def _encoder_part(name: str) -> str | None:
+    """The encoder-relative Hugging Face name of a (minibert or checkpoint) tensor of the encoder proper
+    (embeddings and layers, not the pooler), else None."""
+    name = _modern(name)
+    bare = name[len(ENCODER_PREFIX):] if name.startswith(ENCODER_PREFIX) else name
+    if _translate(bare, ENCODER_KEY_MAP, 1) is not None:
+        return None if bare.startswith("pooler.") else bare
+    inner = _translate(bare, ENCODER_KEY_MAP, 0)
+    return None if inner is None or inner.startswith("pooler.") else inner
+
+
+def check_encoder_complete(config: BertConfig, report: LoadReport, checkpoint_names: list[str]) -> None:
+    missing = [part for part in map(_encoder_part, report.newly_initialised) if part is not None]
+    extra = [name for name in report.unused if _encoder_part(name) is not None]
+    if not missing and not extra:
+        return
+    layers = {int(m.group(1)) for name in checkpoint_names if (m := re.search(r"encoder\.layer\.(\d+)\.", name))}
+    held = f"; the checkpoint has {max(layers) + 1} layers" if layers else ""
+    problems = ([f"has no {summarise(missing)}"] if missing else []) + \
+        ([f"has {summarise(extra)}, which the config has no place for"] if extra else [])
+    raise CheckpointError(f"{report.source}: the weights do not match config.json (num_hidden_layers "
+                          f"{config.num_hidden_layers}{held}): the checkpoint {' and '.join(problems)}; only heads "
+                          "may be newly initialised, so fix config.json or use a complete checkpoint")
+
+
+def summarise(names: list[str], shown: int = 4) -> str:
+    """Tensor names for a message: a layer's names collapse to `encoder.layer.N.*`, and a long list is cut."""
+    grouped: list[str] = []
+    for name in names:
+        m = re.match(r"(.*encoder\.layer\.\d+\.)", name)
+        label = m.group(1) + "*" if m and sum(n.startswith(m.group(1)) for n in names) > 1 else name
+        if label not in grouped:
+            grouped.append(label)
+    more = f" and {len(grouped) - shown} more" if len(grouped) > shown else ""
+    return ", ".join(grouped[:shown]) + more
 
 
 def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | None = None,
@@ -246,10 +302,9 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | N
                 tensor.copy_(mapped[name].to(target_dtype))
     model.to(target_dtype)
     model.load_report = report
-    if report.newly_initialised or report.unused:
-        logger.warning(report.summary())
-    else:
-        logger.info(report.summary())
+    # Info, not a warning: the encoder is complete (check_encoder_complete), so what is new is a head, which
+    # fine-tuning trains and inference commands refuse (LoadReport.check_trained).
+    logger.info(report.summary())
     return model.eval()
 
 
@@ -257,17 +312,18 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | N
 # Saving
 # ----------------------------------------------------------------------------------------------------------------
 def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
-    """config.json + model.safetensors in Hugging Face naming; each file replaced atomically."""
-    from safetensors.torch import save_file
+    """config.json + model.safetensors in Hugging Face naming; each file replaced atomically. A failed write (a
+    full disk) leaves the folder's earlier files as they were, and no folder at all if it was new."""
+    from safetensors.torch import save
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CheckpointError(f"{folder}: cannot create output folder ({e.strerror})") from None
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in hf_state_dict(model).items()}
+    # Serialised in memory, then written by Python: a full disk is then an OSError naming the file (safetensors'
+    # own writer reports it as a SafetensorError).
+    data = save(tensors, metadata={"format": "pt"})
     try:
-        with atomic_path(folder / "model.safetensors") as tmp:
-            save_file(tensors, str(tmp), metadata={"format": "pt"})
-        model.config.to_json(folder / "config.json", architecture=type(model).__name__)
+        with new_folder(folder):
+            atomic_write_bytes(folder / "model.safetensors", data)
+            model.config.to_json(folder / "config.json", architecture=type(model).__name__)
     except OSError as e:
-        raise CheckpointError(f"{folder}: cannot write checkpoint ({e.strerror})") from None
+        raise CheckpointError(f"{e.filename or folder}: cannot write the model ({(e.strerror or str(e)).lower()})") \
+            from None

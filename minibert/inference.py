@@ -8,13 +8,15 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from minibert.errors import InputError
+from minibert.errors import InputError, spelled
 from minibert.model import BertForMaskedLM, BertForPreTraining, BertModel
 from minibert.tokenizer import BertTokenizer
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices grouped into batches of similar length (longest first, so memory peaks at the start)."""
+    if not isinstance(batch_size, int) or batch_size < 1:  # range() would take a negative step and give nothing
+        raise InputError(f"{spelled('batch_size')} must be a positive integer, got {batch_size!r}")
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
@@ -35,9 +37,11 @@ def embed(model: BertModel, tokenizer: BertTokenizer, texts: Sequence[str], pool
         raise InputError(f"--pooling must be mean, cls or pooler, got {pooling!r}")
     if not texts:
         raise InputError("no texts to embed")
+    if not isinstance(batch_size, int) or batch_size < 1:  # before the output buffer: never write unfilled rows
+        raise InputError(f"{spelled('batch_size')} must be a positive integer, got {batch_size!r}")
     model.eval()
     lengths = [len(ids) for ids in tokenizer.encode_batch_ids(texts)]
-    out = torch.empty(len(texts), model.config.hidden_size)
+    out = torch.full((len(texts), model.config.hidden_size), float("nan"))  # a row left unfilled shows
     for index in length_sorted_batches(lengths, batch_size):
         batch = tokenizer([texts[i] for i in index], max_length=max_length)
         batch = {k: v.to(model.device) for k, v in batch.items()}
@@ -58,6 +62,9 @@ def embed(model: BertModel, tokenizer: BertTokenizer, texts: Sequence[str], pool
 def fill_mask(model: BertForMaskedLM | BertForPreTraining, tokenizer: BertTokenizer, text: str,
               top_k: int = 5) -> list[list[tuple[str, float]]]:
     """For each [MASK] in `text`, the top_k (token, probability) predictions."""
+    if not isinstance(top_k, int) or not 1 <= top_k <= tokenizer.vocab_size:
+        raise InputError(f"{spelled('top_k')} must be between 1 and the vocabulary size ({tokenizer.vocab_size}), "
+                         f"got {top_k!r}")
     batch = tokenizer([text])
     is_mask = batch["input_ids"][0] == tokenizer.mask_id
     if not bool(is_mask.any()):

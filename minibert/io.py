@@ -1,31 +1,210 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written file in place of a good one."""
+"""Writing files so that a crash, a kill or a full disk never leaves a half-written file in place of a good one.
+
+Every file is written under a temporary name beside its target and renamed over it only when complete
+(`atomic_path`). Temporary names carry the writer's host and process id, `.NAME.tmp-HOST-PID-RANDOM`, so that a
+later write to the same place can tell a temporary left by a killed writer (same host, process gone) from one being
+written right now, and remove it. Files are created with the mode a plain `open()` gives (0666 less the umask),
+so a model or a metrics file written here is as readable as any other file the user writes.
+
+A write that fails raises OSError naming the target, not its temporary (so "no space left on device" names the
+checkpoint or file the user asked for), after removing the temporary.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, BinaryIO, Iterator
+
+TEMP_MARK = ".tmp-"
+
+
+# -- temporary names ----------------------------------------------------------------------------------------------
+def host_name() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a process of another user counts as running)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temp_name(name: str) -> str:
+    """A fresh temporary name for a file or folder called `name`: `.NAME.tmp-HOST-PID-RANDOM`."""
+    return f".{name}{TEMP_MARK}{host_name()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def is_stale_temp(name: str) -> bool:
+    """Whether `name` is a temporary (see temp_name) whose writer was on this host and no longer runs. A
+    temporary written from another host is never judged: its writer may still be working."""
+    if not name.startswith(".") or TEMP_MARK not in name:
+        return False
+    parts = name.rsplit(TEMP_MARK, 1)[1].rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    return host == host_name() and not process_alive(pid)
+
+
+def remove_stale_temps(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the stale temporaries in `folder` (only those of `name` when given); returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    prefix = f".{name}{TEMP_MARK}" if name is not None else "."
+    removed = []
+    for entry in folder.iterdir():
+        if entry.name.startswith(prefix) and is_stale_temp(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def remove_own_temps(folder: Path) -> None:
+    """Remove the temporaries this process left in `folder` (a failed run cleaning up after itself)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    mark = f"{TEMP_MARK}{host_name()}-{os.getpid()}-"
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") and mark in entry.name:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+# -- errors -------------------------------------------------------------------------------------------------------
+def error_for(error: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same OSError subclass) naming `path`."""
+    if error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
+def no_space(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# -- atomic files -------------------------------------------------------------------------------------------------
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it over `path` only if the block finishes."""
+    """Yield a temporary path beside `path`; rename it over `path` only if the block finishes. Stale temporaries
+    of `path` (from a killed earlier write) are removed first. An OSError names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    remove_stale_temps(path.parent, path.name)
+    tmp = path.parent / temp_name(path.name)
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # mode: 0666 less the umask
+        yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise error_for(e, path) from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+class _ErrorKeepingWriter:
+    """A binary file for torch.save that remembers the OSError a write raised: torch reports a failed write
+    (a full disk) as a RuntimeError of its own, and the OSError is what says what happened."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def torch_save(obj: Any, path: Path) -> None:
+    """torch.save to `path` and fsync it; a failed write raises its OSError (e.g. ENOSPC), naming `path`."""
+    import torch
+    with open(path, "wb") as f:
+        writer = _ErrorKeepingWriter(f)
+        try:
+            torch.save(obj, writer)
+            f.flush()
+        except RuntimeError:
+            if writer.error is not None:
+                raise error_for(writer.error, path) from None
+            raise
+        os.fsync(f.fileno())
+
+
+# -- folders ------------------------------------------------------------------------------------------------------
+@contextmanager
+def new_folder(folder: Path) -> Iterator[Path]:
+    """Create `folder` (and missing parents) for the block; if the block fails, remove the folders it created that
+    are still empty, so a failed command leaves no empty folder behind."""
+    folder = Path(folder)
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        remove_empty(missing)
+        raise
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each folder that is empty, deepest first (the list runs from deepest to shallowest)."""
+    for candidate in folders:
+        try:
+            candidate.rmdir()
+        except OSError:  # not empty (or gone): keep it and its parents
+            return
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why `folder` could not be created or written, or None; checked without creating it, so that a command
+    that fails later leaves no empty folder behind."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing}: permission denied"
+    return None

@@ -47,15 +47,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 class TokenLayout:
     """Where a padded (B, T) batch keeps its real tokens.
 
-    Hidden states travel between layers as a flat (N, D) matrix: the N real tokens when `unpad` is on and the batch
-    has padding, else all B*T positions (then packing is a free view).
+    Hidden states travel between layers as a flat (N, D) matrix of the N real tokens when `unpad` is on and the
+    batch has padding; otherwise they keep their (B, T, D) shape and packing does nothing (an exported ONNX graph
+    then has the 3-D matrix products that ONNX Runtime's BERT fusions look for).
     """
 
     def __init__(self, attention_mask: Tensor | None, batch: int, tokens: int, unpad: bool):
         self.batch, self.tokens = batch, tokens
-        # Under torch.compile, branching on the mask's values or packing to a data-dependent N would break the
-        # graph: the mask is then always applied and the padded layout kept.
-        compiling = torch.compiler.is_compiling()
+        # Under torch.compile or ONNX export (tracing), branching on the mask's values or packing to a
+        # data-dependent N would break the graph: the mask is then always applied and the padded layout kept.
+        compiling = torch.compiler.is_compiling() or torch.jit.is_tracing()
         has_padding = attention_mask is not None and (compiling or not bool(attention_mask.all()))
         self.key_is_real = attention_mask.bool() if has_padding else None  # (B, T)
         # Flat positions of real tokens in the (B*T) grid, or None when every position is kept.
@@ -64,26 +65,29 @@ class TokenLayout:
         self._masks: dict[torch.dtype, Tensor] = {}
 
     def pack(self, x: Tensor) -> Tensor:
-        """(B, T, ...) -> (N, ...)"""
-        x = x.flatten(0, 1)  # (B, T, ...) -> (B*T, ...)
-        return x if self.real_positions is None else x.index_select(0, self.real_positions)
+        """(B, T, ...) -> (N, ...), or unchanged when every position is kept."""
+        if self.real_positions is None:
+            return x
+        return x.flatten(0, 1).index_select(0, self.real_positions)  # (B, T, ...) -> (B*T, ...) -> (N, ...)
 
     def unpack(self, x: Tensor) -> Tensor:
-        """(N, ...) -> (B, T, ...), zeros at padded positions."""
-        if self.real_positions is not None:
-            grid = x.new_zeros((self.batch * self.tokens, *x.shape[1:]))
-            x = grid.index_copy(0, self.real_positions, x)  # (N, ...) -> (B*T, ...)
+        """(N, ...) -> (B, T, ...), zeros at padded positions; a (B, T, ...) input comes back unchanged."""
+        if self.real_positions is None:
+            return x
+        grid = x.new_zeros((self.batch * self.tokens, *x.shape[1:]))
+        x = grid.index_copy(0, self.real_positions, x)  # (N, ...) -> (B*T, ...)
         return x.view(self.batch, self.tokens, *x.shape[1:])  # (B*T, ...) -> (B, T, ...)
 
     def additive_mask(self, dtype: torch.dtype) -> Tensor | None:
         """(B, 1, 1, T): 0 on real keys, the dtype's most negative value on padded keys (as transformers does),
-        broadcast over heads and queries. Padded queries attend normally; their outputs are never read."""
+        broadcast over heads and queries. Padded queries attend normally; their outputs are never read.
+        Written as BERT's original `(1 - mask) * min`, the pattern ONNX Runtime recognises when it fuses an
+        exported graph's attention."""
         if self.key_is_real is None:
             return None
         if dtype not in self._masks:
-            mask = torch.zeros(self.key_is_real.shape, dtype=dtype, device=self.key_is_real.device)
-            mask.masked_fill_(~self.key_is_real, torch.finfo(dtype).min)
-            self._masks[dtype] = mask[:, None, None, :]  # (B, T) -> (B, 1, 1, T)
+            is_real = self.key_is_real.unsqueeze(1).unsqueeze(2).to(dtype)  # (B, T) -> (B, 1, 1, T)
+            self._masks[dtype] = (1.0 - is_real) * torch.finfo(dtype).min
         return self._masks[dtype]
 
 
@@ -109,12 +113,22 @@ class Embeddings(nn.Module):
 # Multi-head self-attention ("Attention Is All You Need" §3.2): softmax(Q K^T / sqrt(Dh)) V per head.
 # ----------------------------------------------------------------------------------------------------------------
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, implementation: str,
-              return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
+              return_probs: bool = False, head_size: int | None = None) -> tuple[Tensor, Tensor | None]:
     """q, k, v: (B, H, T, Dh); mask: (B, 1, 1, T) additive or None. Returns (B, H, T, Dh) and the probabilities
-    (B, H, T, T) when asked (only the reference path computes them)."""
+    (B, H, T, T) when asked (only the reference path computes them). head_size (Dh) is read from q unless given;
+    callers that know it pass it, so that an exported (traced) graph divides by a constant, not by a shape."""
     if implementation == "sdpa" and not return_probs:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout), None
-    scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
+    scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
+    head_size = head_size or q.shape[-1]
+    if torch.jit.is_tracing():
+        # ONNX export: the paper's division by sqrt(Dh), the only form in which ONNX Runtime's attention fusion
+        # tells the scaling from the mask's multiplication.
+        scores = scores / math.sqrt(head_size)
+    else:
+        # transformers multiplies by Dh^-0.5; so do we, so that float32 results match it bit for bit (the two
+        # forms round differently unless Dh is a power of 4, e.g. 64 but not 32).
+        scores = scores * head_size ** -0.5
     if mask is not None:
         scores = scores + mask
     probs = scores.softmax(dim=-1)
@@ -139,7 +153,7 @@ class SelfAttention(nn.Module):
         q, k, v = (self.split_heads(proj(x), layout) for proj in (self.query, self.key, self.value))
         mask = layout.additive_mask(q.dtype)
         dropout = self.dropout if self.training else 0.0
-        out, probs = attention(q, k, v, mask, dropout, self.implementation, return_probs)
+        out, probs = attention(q, k, v, mask, dropout, self.implementation, return_probs, self.head_size)
         out = out.transpose(1, 2).reshape(layout.batch, layout.tokens, -1)  # (B, H, T, Dh) -> (B, T, D)
         return self.output(layout.pack(out)), probs  # (B, T, D) -> (N, D)
 
@@ -294,7 +308,7 @@ class BertModel(BertPreTrainedModel):
     def check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                      position_ids: Tensor | None) -> None:
         """Turn the silent or cryptic failures of bad inputs into one clear message."""
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return
         c = self.config
         if input_ids.dim() != 2:
@@ -323,7 +337,8 @@ class BertModel(BertPreTrainedModel):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if position_ids is None:
-            position_ids = torch.arange(tokens, device=input_ids.device)[None, :]  # (1, T), broadcast over B
+            # (T,) -> (1, T) -> (B, T), a view, expanded as ONNX Runtime's embedding fusion expects
+            position_ids = torch.arange(tokens, device=input_ids.device)[None, :].expand_as(input_ids)
         layout = TokenLayout(attention_mask, batch, tokens, unpad=self.config.unpad if unpad is None else unpad)
 
         x = layout.pack(self.embeddings(input_ids, token_type_ids, position_ids))  # (B, T, D) -> (N, D)

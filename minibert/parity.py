@@ -121,6 +121,7 @@ def compare(checkpoint: str, sentences: list[str] | None = None, pairs: list[tup
     class_name = head_class_for(weight_names, config.extra.get("architectures"))
 
     ours = getattr(M, class_name).from_pretrained(folder, attn_implementation=attn_implementation).to(dtype).eval()
+    ours.load_report.check_trained("parity")  # a random part would compare two random initialisations
     theirs = getattr(transformers, class_name).from_pretrained(str(folder), attn_implementation="eager")
     theirs = theirs.to(dtype).eval()
 

@@ -13,6 +13,7 @@ Layout of `output_dir` after a run:
 
     data/source.json   what the data was made from (corpus files, split, options, vocabulary); written last, so a
                        later call with the same inputs reuses data/train and data/eval instead of redoing them
+                       (new data is built beside the old and moved in when complete)
     data/train/        the training examples (see minibert.data.pretraining_shards)
     data/eval/         the held-out examples: documents the training set never contains
     checkpoints/, metrics.jsonl, curves.png   written by the training loop
@@ -30,7 +31,7 @@ import logging
 import os
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -41,22 +42,25 @@ from torch.utils.data import DataLoader, Dataset
 from minibert.config import PRESETS, BertConfig
 from minibert.data.corpus import corpus_files, iter_documents
 from minibert.data.pretraining import PretrainingOptions
-from minibert.data.pretraining_shards import (PretrainingDataset, collate_pretraining, prepare_pretraining_data,
-                                              read_meta, vocab_sha256)
+from minibert.data.pretraining_shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
+                                              read_meta, vocab_sha256, write_pretraining_data)
 from minibert.data.tokenizer_training import train_wordpiece
-from minibert.errors import ConfigError, DataError
+from minibert.errors import ConfigError, DataError, spelled
 from minibert.hub import resolve
-from minibert.io import atomic_write_text
+from minibert.io import atomic_write_text, remove_stale_temps
 from minibert.model import BertForMaskedLM, BertForPreTraining
+from minibert.output_lock import output_lock
 from minibert.pretraining_init import INITS, InitScheme, init_scheme, initialise
 from minibert.tokenizer import BertTokenizer
 from minibert.training import distributed
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import eval_loader
 from minibert.training.errors import TrainingError
-from minibert.training.loop import TrainResult, check_writable, train
+from minibert.training.loop import TrainResult, train
 from minibert.training.optim import build_optimizer
+from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.pretraining import PretrainingTask
+from minibert.training.run_folder import check_output_dir, hold_output_dir
 
 logger = logging.getLogger("minibert")
 
@@ -178,34 +182,51 @@ def describe_source(corpus: Sequence[PathLike], corpus_format: str, text_field: 
 def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir: PathLike,
                  options: PretrainingOptions = PretrainingOptions(), *, corpus_format: str = "auto",
                  text_field: str = "text", eval_corpus: Sequence[PathLike] | None = None,
-                 eval_fraction: float = 0.01) -> PreparedData:
+                 eval_fraction: float = 0.01, keep_existing: bool = False) -> PreparedData:
     """Prepare `data_dir/train` and `data_dir/eval` from a corpus, or reuse them if `data_dir/source.json` says
     they were made from the same files with the same options and vocabulary.
 
     The held-out set is `eval_corpus` when given (as it is: the corpus is not searched for its documents), else
     the `eval_fraction` of the corpus's documents that `is_held_out` picks; `eval_fraction=0` and no eval corpus
-    means no held-out set."""
+    means no held-out set. `keep_existing` (a resumed run) refuses to replace finished data made from other inputs.
+
+    New data is built beside the old (which stays whole, and in use, until the new data is complete), then moved
+    in; data_dir is locked meanwhile (one preparation at a time)."""
     if not 0.0 <= eval_fraction < 1.0:
-        raise DataError(f"eval fraction {eval_fraction} is not in [0, 1)")
+        raise DataError(f"{spelled('eval_fraction')} {eval_fraction} is not in [0, 1)")
     data_dir = Path(data_dir)
     source = describe_source(corpus, corpus_format, text_field, eval_corpus, eval_fraction, options, tokenizer)
     has_eval = bool(eval_corpus) or eval_fraction > 0
     prepared = PreparedData(data_dir / "train", data_dir / "eval" if has_eval else None)
-    if _finished(data_dir, source, prepared):
-        logger.info("reusing the data prepared in %s", data_dir)
-        return prepared
-
-    (data_dir / SOURCE).unlink(missing_ok=True)  # first, so a crash below leaves data that reads as unfinished
-    read = functools.partial(iter_documents, format=corpus_format, text_field=text_field)
-    split = 0.0 if eval_corpus else eval_fraction
-    with warnings_if_successful():
-        train_documents = split_documents(read(corpus), False, split, options.seed) if split else read(corpus)
-        _prepare_one(train_documents, tokenizer, prepared.train, options)
+    with output_lock(data_dir), ExitStack() as cleanup:
+        for name in ("train", "eval"):  # left by a preparation that was killed
+            for path in remove_stale_temps(data_dir, name):
+                logger.info("removed %s, left by a killed preparation", path)
+        if _finished(data_dir, source, prepared):
+            logger.info("reusing the data prepared in %s", data_dir)
+            return prepared
+        if keep_existing and (data_dir / SOURCE).is_file():
+            raise DataError(f"{data_dir}: the corpus, data options or tokenizer differ from those this data was "
+                            f"prepared from ({SOURCE}); a resumed run must read the same data")
+        # Built beside the earlier data, which stays whole and in use until the new data is complete.
+        built = {}
+        for name, folder in (("train", prepared.train), ("eval", prepared.eval)):
+            if folder is not None:
+                built[name] = build_beside(folder, cleanup)
+        read = functools.partial(iter_documents, format=corpus_format, text_field=text_field)
+        split = 0.0 if eval_corpus else eval_fraction
+        with warnings_if_successful():
+            train_documents = split_documents(read(corpus), False, split, options.seed) if split else read(corpus)
+            _prepare_one(train_documents, tokenizer, built["train"], options)
+            if prepared.eval is not None:
+                eval_documents = read(eval_corpus) if eval_corpus else split_documents(read(corpus), True, split,
+                                                                                        options.seed)
+                _prepare_one(eval_documents, tokenizer, built["eval"], eval_options(options))
+        (data_dir / SOURCE).unlink(missing_ok=True)  # from here the folder reads as unfinished, for a moment
+        move_prepared(built["train"], prepared.train)
         if prepared.eval is not None:
-            eval_documents = read(eval_corpus) if eval_corpus else split_documents(read(corpus), True, split,
-                                                                                    options.seed)
-            _prepare_one(eval_documents, tokenizer, prepared.eval, eval_options(options))
-    atomic_write_text(data_dir / SOURCE, json.dumps(source, indent=2) + "\n")  # the commit point
+            move_prepared(built["eval"], prepared.eval)
+        atomic_write_text(data_dir / SOURCE, json.dumps(source, indent=2) + "\n")  # the commit point
     return prepared
 
 
@@ -222,7 +243,10 @@ def warnings_if_successful() -> Iterator[None]:
 
 def _finished(data_dir: Path, source: dict, prepared: PreparedData) -> bool:
     path = data_dir / SOURCE
-    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != source:
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) != source:
+            return False
+    except (OSError, ValueError):  # missing, or damaged: prepared again
         return False
     folders = [prepared.train] + ([prepared.eval] if prepared.eval else [])
     return all((folder / "meta.json").is_file() for folder in folders)
@@ -231,8 +255,7 @@ def _finished(data_dir: Path, source: dict, prepared: PreparedData) -> bool:
 def _prepare_one(documents: Iterable[Sequence[str]], tokenizer: BertTokenizer, folder: Path,
                  options: PretrainingOptions) -> None:
     started = time.perf_counter()
-    # overwrite: replaces only the files of an earlier preparation, which source.json no longer vouches for.
-    meta = prepare_pretraining_data(documents, tokenizer, folder, options, overwrite=True)
+    meta = write_pretraining_data(documents, tokenizer, folder, options)
     counts = meta["counts"]
     logger.info("prepared %s: %d documents -> %d examples, %d tokens in %.1f s", folder, counts["documents"],
                 counts["examples"], counts["tokens"], time.perf_counter() - started)
@@ -247,8 +270,11 @@ def open_prepared(data_dir: PathLike) -> PreparedData:
     if not (data_dir / SOURCE).is_file():
         raise DataError(f"{data_dir}: no prepared data here (no meta.json, no {SOURCE}), or its preparation did not "
                         "finish; run `minibert prepare-pretraining`")
-    source = json.loads((data_dir / SOURCE).read_text(encoding="utf-8"))
-    has_eval = bool(source["eval_corpus"]) or source["eval_fraction"] > 0
+    try:
+        source = json.loads((data_dir / SOURCE).read_text(encoding="utf-8"))
+        has_eval = bool(source["eval_corpus"]) or source["eval_fraction"] > 0
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{data_dir / SOURCE}: damaged ({type(e).__name__}: {e}); prepare the data again") from None
     return PreparedData(data_dir / "train", data_dir / "eval" if has_eval else None)
 
 
@@ -276,7 +302,7 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     micro_batches = args.grad_accumulation_steps
     loader = iter(DataLoader(train_dataset, batch_size=args.per_device_batch_size, shuffle=True,
                              collate_fn=collate_fn, generator=torch.Generator().manual_seed(args.seed)))
-    autocast = _autocast(args.precision, device)
+    autocast = precision_autocast(args.precision, device)
 
     def step() -> None:
         for _ in range(micro_batches):
@@ -308,12 +334,6 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     return steps
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 # -- the whole run ------------------------------------------------------------------------------------------------
 def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None = None, *,
              corpus: PathLike | Sequence[PathLike] | None = None, corpus_format: str = "auto",
@@ -337,7 +357,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     """
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
     _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
-    check_writable(Path(args.output_dir))
+    check_output_dir(args)  # before preparing data: a run that cannot start must not cost a preparation
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
     if corpus:
@@ -350,29 +370,44 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
         if not corpus:
             return open_prepared(data_dir)
         return prepare_data(corpus, tokenizer, Path(args.output_dir) / "data", options, corpus_format=corpus_format,
-                            text_field=text_field, eval_corpus=eval_corpus, eval_fraction=eval_fraction)
+                            text_field=text_field, eval_corpus=eval_corpus, eval_fraction=eval_fraction,
+                            keep_existing=args.resume)
 
     processes = distributed.setup(args.device)
     try:
-        prepared = _on_main(processes, data)
-        train_dataset = PretrainingDataset(prepared.train, tokenizer=tokenizer)
-        eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
-        collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
-        bert = build_model(config, options.nsp, init_from, args.seed)
-        if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
-            scheme = init_scheme(init)
-            initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None)
-        if max_minutes is not None:
-            budget = _on_main(processes, lambda: steps_for_budget(
-                max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
-            args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
-        result = train(bert, PretrainingTask(tokenizer.mask_id), train_dataset, eval_dataset, args, collate)
-        if processes.is_main:
-            tokenizer.save_pretrained(result.output_dir / "final")  # final/ then loads on its own, in any library
-        distributed.barrier()
-        return result
-    finally:
-        distributed.teardown(processes)
+        with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
+            result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes,
+                                        init)
+    except BaseException:
+        distributed.teardown(processes, failed=True)
+        raise
+    distributed.teardown(processes)
+    return result
+
+
+def _prepare_and_train(args: TrainingArguments, processes: distributed.Processes, data, tokenizer: BertTokenizer,
+                       config: BertConfig, options: PretrainingOptions, init_from: PathLike | None,
+                       max_minutes: float | None, init: str | InitScheme) -> TrainResult:
+    prepared = distributed.on_main(processes, data)
+    train_dataset = PretrainingDataset(prepared.train, tokenizer=tokenizer)
+    eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
+    collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
+    bert = build_model(config, options.nsp, init_from, args.seed)
+    if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
+        scheme = init_scheme(init)
+        initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None)
+    task = PretrainingTask(tokenizer.mask_id)
+    if max_minutes is not None:
+        # The budget's timing needs the precision the run will use: resolve "auto" once, here.
+        args = dataclasses.replace(args, precision=resolve_precision(
+            args, bert.to(processes.device), task, train_dataset, collate, processes.device))
+        budget = distributed.on_main(processes, lambda: steps_for_budget(
+            max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
+        args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
+    result = train(bert, task, train_dataset, eval_dataset, args, collate)
+    # final/ then loads on its own, in any library
+    distributed.on_main(processes, lambda: tokenizer.save_pretrained(result.output_dir / "final"))
+    return result
 
 
 def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
@@ -397,24 +432,7 @@ def _check_choices(args: TrainingArguments, tokenizer, corpus: list, data_dir: P
     if init_scheme(init) != INITS["bert"] and init_from is not None:
         raise TrainingError(f"init {init!r} is for a model from scratch; a checkpoint (init_from) has its weights")
     if max_minutes is not None and not max_minutes > 0:
-        raise TrainingError(f"max_minutes must be positive, got {max_minutes}")
+        raise TrainingError(f"{spelled('max_minutes')} must be positive, got {max_minutes}")
     if max_minutes is not None and args.resume:
-        raise TrainingError("a time budget cannot resume a run: the number of steps, which the learning-rate "
-                            "schedule depends on, must stay what it was; give max_steps instead")
-
-
-def _on_main(processes: distributed.Processes, work):
-    """`work()` on rank 0 while the other ranks wait; its result, or its error, reaches every rank (an error
-    raised on rank 0 alone would leave the others waiting forever)."""
-    result, error = None, None
-    if processes.is_main:
-        try:
-            result = work()
-        except Exception as e:  # shared with the other ranks, then raised here unchanged
-            error = e
-    message = distributed.broadcast_from_main(None if error is None else str(error))
-    if error is not None:
-        raise error
-    if message is not None:
-        raise TrainingError(f"rank 0: {message}")
-    return distributed.broadcast_from_main(result)
+        raise TrainingError(f"{spelled('max_minutes')} cannot resume a run: its number of steps comes from a timing "
+                            f"that would differ; give {spelled('max_steps')} instead")

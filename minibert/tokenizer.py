@@ -14,7 +14,7 @@ from tokenizers.models import WordPiece
 
 from minibert.errors import CheckpointError
 from minibert.hub import resolve
-from minibert.io import atomic_path, atomic_write_text
+from minibert.io import atomic_write_text, new_folder
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -50,6 +50,9 @@ class BertTokenizer:
                 vocab.setdefault(line.rstrip("\n"), i)
         except FileNotFoundError:
             raise CheckpointError(f"{vocab_file}: vocabulary file not found") from None
+        except UnicodeDecodeError as e:
+            raise CheckpointError(f"{vocab_file}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                  f"{e.start})") from None
         if not vocab:
             raise CheckpointError(f"{vocab_file}: vocabulary file is empty")
         backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
@@ -58,6 +61,9 @@ class BertTokenizer:
                                                         strip_accents=strip_accents, lowercase=lowercase)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
+        # "[MASK]" typed in a text is one token, not "[", "mask", "]": the special tokens are matched before the
+        # normaliser and pre-tokenizer run, as transformers' fast tokenizer does when it reads a vocab.txt.
+        backend.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
         cls.add_bert_template(backend)
         return cls(backend, model_max_length)
 
@@ -75,17 +81,17 @@ class BertTokenizer:
         """Load from a folder (tokenizer.json, else vocab.txt + tokenizer_config.json), a file, or a hub id."""
         path = Path(name_or_path)
         if path.is_file() and path.suffix == ".json":
-            return cls(Tokenizer.from_file(str(path)))
+            return cls(_read_tokenizer_json(path))
         if path.is_file() and path.suffix == ".txt":
             return cls.from_vocab(path)
         folder = resolve(name_or_path)
         settings = {}
         if (folder / "tokenizer_config.json").is_file():
-            settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+            settings = _read_settings(folder / "tokenizer_config.json")
         max_length = settings.get("model_max_length", 512)
         max_length = max_length if isinstance(max_length, int) and max_length < 1_000_000 else 512
         if (folder / "tokenizer.json").is_file():
-            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), max_length)
+            return cls(_read_tokenizer_json(folder / "tokenizer.json"), max_length)
         if (folder / "vocab.txt").is_file():
             lowercase = settings.get("do_lower_case", True)
             return cls.from_vocab(folder / "vocab.txt", lowercase=lowercase,
@@ -95,9 +101,11 @@ class BertTokenizer:
     def save_pretrained(self, folder: str | os.PathLike) -> None:
         """Write tokenizer.json, vocab.txt and tokenizer_config.json, the layout transformers reads."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "tokenizer.json") as tmp:
-            self.backend.save(str(tmp))
+        with new_folder(folder):
+            self._save_files(folder)
+
+    def _save_files(self, folder: Path) -> None:
+        atomic_write_text(folder / "tokenizer.json", self.backend.to_str(pretty=True))
         vocab = sorted(self.backend.get_vocab().items(), key=lambda kv: kv[1])
         atomic_write_text(folder / "vocab.txt", "".join(token + "\n" for token, _ in vocab))
         lowercase = True
@@ -174,3 +182,21 @@ class BertTokenizer:
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+
+def _read_tokenizer_json(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # the tokenizers library raises a bare Exception for a file it cannot parse
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path}: not a valid tokenizer.json ({reason})") from None
+
+
+def _read_settings(path: Path) -> dict:
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(settings, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(settings).__name__}")
+    return settings

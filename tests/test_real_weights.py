@@ -158,3 +158,17 @@ def test_tokenizer_padded_batches_and_pairs_match_transformers(ours_tokenizer, h
         assert torch.equal(ours[key], theirs[key]), f"pair batch: {key} differs from transformers"
     assert ours["token_type_ids"][0].tolist().count(1) == len(hf_tokenizer(PAIRS[0][1])["input_ids"]) - 1, (
         "segment B (its tokens and final [SEP]) should carry token_type_id 1")
+
+
+def test_eager_path_is_bit_identical_without_padding(ours_tokenizer, hf_model, minilm_dir):
+    """The reference path does transformers' arithmetic in transformers' order: on a batch with no padding (every
+    tensor the same shape in both) float32 results are equal, not just close. MiniLM's head size 32 also catches
+    a division by sqrt(Dh) where transformers multiplies by Dh^-0.5 (they round differently)."""
+    model = mb.BertModel.from_pretrained(minilm_dir, attn_implementation="eager")
+    batch = ours_tokenizer(["the capital of france is paris , today .", "a man plays a guitar on the stage ."])
+    assert bool(batch["attention_mask"].all()), "the batch should have no padding"
+    with torch.no_grad():
+        ours, theirs = model(**batch), hf_model(**batch)
+    d = (ours.last_hidden_state - theirs.last_hidden_state).abs().max().item()
+    assert d == 0.0, f"eager path without padding differs from transformers by {d:.3g} (expected bit-identical)"
+    assert torch.equal(ours.pooler_output, theirs.pooler_output), "pooler output not bit-identical"

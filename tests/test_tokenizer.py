@@ -22,6 +22,7 @@ TEXTS = [
     "x" * 150,
     "",
     "   leading and trailing spaces   ",
+    "the capital of france is [MASK]. [SEP] then [UNK] and [PAD]",
 ]
 PAIRS = [("Is this a question?", "Yes, and this is the answer."), ("", "empty first"), ("only first", "")]
 
@@ -139,3 +140,10 @@ def test_bad_vocabularies(tmp_path):
     with pytest.raises(CheckpointError) as error:
         BertTokenizer.from_pretrained(empty)
     assert "vocab.txt" in str(error.value), f"a folder without vocabulary should say so: {error.value}"
+
+
+def test_vocab_txt_keeps_special_tokens_typed_in_text(from_vocab, from_json):
+    text = "the capital of france is [MASK]."
+    ids = from_vocab(text)["input_ids"][0].tolist()
+    assert ids == from_json(text)["input_ids"][0].tolist(), "vocab.txt and tokenizer.json differ on a typed [MASK]"
+    assert from_vocab.mask_id in ids, "[MASK] typed in a text was split into pieces"

@@ -1,5 +1,9 @@
 """`minibert` command line: a thin layer over the library. Each subcommand lives in its own module with
-`add_arguments(parser)` and `run(args) -> int`. Bad input prints one line and exits with status 2."""
+`add_arguments(parser)` and `run(args) -> int`, and may name `FIELDS` (its flags' library names, see below).
+
+Exit status: 0 done; 2 bad input (a bad flag, file, checkpoint; a full disk; a run already using the output
+folder), always one line on stderr naming the flag, file, key or line at fault, never a traceback; 1 an
+unexpected error (one line too, and `minibert -v ...` prints its traceback); 130 interrupted (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -7,50 +11,135 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+from contextlib import contextmanager
+from typing import Iterator
+
+from minibert.runtime import AUTO, parse_threads, set_threads
 
 # subcommand -> (module under minibert.cli, one-line help)
 COMMANDS = {
     "parity": ("parity", "compare minibert with transformers layer by layer on a checkpoint"),
     "embed": ("embed", "sentence embeddings (mean, CLS or pooler) to .npy or JSONL"),
     "fill-mask": ("fill_mask", "top-k predictions for each [MASK] in a text"),
+    "explain": ("explain", "follow one input through the model, stage by stage; attention explorer (HTML, PNG)"),
     "finetune": ("finetune", "fine-tune a checkpoint for classification, regression, NER or QA"),
     "predict": ("predict", "labels, tags or answers from a fine-tuned model, as JSON lines"),
     "train-tokenizer": ("train_tokenizer", "learn a WordPiece vocabulary from a corpus"),
     "prepare-pretraining": ("prepare_pretraining", "turn a corpus into masked-LM/NSP examples on disk"),
     "pretrain": ("pretrain", "pretrain BERT from raw text (masked LM + next-sentence prediction)"),
+    "export": ("export", "write a checkpoint as an ONNX graph for ONNX Runtime, checked against minibert"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minibert", description="BERT from scratch in plain PyTorch.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log loading details")
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to find the usage) rather than the usage and then
+    the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help shows its default: appended when the help text does not already say it. Options
+    whose default is None (computed, or a library default) say theirs in words, which a test checks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default is None or action.default is argparse.SUPPRESS
+                or isinstance(action.default, bool) or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def threads_flag(text: str) -> int | str:
+    try:
+        return parse_threads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or {AUTO}, got {text!r}") from None
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="minibert", description="BERT from scratch in plain PyTorch.",
+                    formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log loading details, and print the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"minibert.cli.{module_name}")
-        command = sub.add_parser(name, help=help_text, description=help_text)
+        command = sub.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.add_argument("--threads", type=threads_flag, default=AUTO, metavar="N|auto",
+                             help="torch threads (default auto: the cores other processes leave free; -v says "
+                                  "how many)")
+        command.set_defaults(run=module.run, spelling=flag_spelling(command, getattr(module, "FIELDS", {})))
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def flag_spelling(command: argparse.ArgumentParser, fields: dict[str, str]) -> dict[str, str]:
+    """Library name -> flag as typed, for error messages (minibert.errors.spelled): each option's dest (e.g.
+    max_length -> --max-length) and the library fields the command passes it to (`fields`, dest -> field, e.g.
+    batch_size -> per_device_batch_size)."""
+    flags = {action.dest: max(action.option_strings, key=len) for action in command._actions
+             if action.option_strings and action.dest != "help"}
+    return {**flags, **{field: flags[dest] for dest, field in fields.items() if dest in flags}}
+
+
+def describe(error: BaseException) -> str | None:
+    """The one line for an error a user can act on, or None for an unexpected one."""
     from minibert.errors import MinibertError
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if isinstance(error, MinibertError):
+        return " ".join(str(error).split())
+    if isinstance(error, OSError) and error.strerror:
+        reason = error.strerror[0].lower() + error.strerror[1:]
+        where = error.filename if error.filename is not None else "output"
+        return f"{where}: {reason}" + (f" ({error.filename2})" if error.filename2 else "")
+    return None
+
+
+@contextmanager
+def log_to_stderr(verbose: bool) -> Iterator[None]:
+    """minibert's log lines (warnings; with -v also info) on the stderr of this call, one line each."""
+    logger = logging.getLogger("minibert")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False  # not twice, when the caller (a notebook, pytest) has its own handlers
     try:
-        return args.run(args)
-    except MinibertError as e:
-        print(f"minibert {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
-        print(f"minibert {args.command}: error: {e.filename}: no such file or folder", file=sys.stderr)
-        return 2
-    except PermissionError as e:
-        print(f"minibert {args.command}: error: {e.filename}: permission denied", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from minibert.errors import spelling
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a bad flag (2, its line printed)
+        return done.code if isinstance(done.code, int) else 0
+    prefix = f"minibert {args.command}"
+    try:
+        with spelling(args.spelling), log_to_stderr(args.verbose):
+            logging.getLogger("minibert").info(set_threads(args.threads).line())
+            return args.run(args)
     except KeyboardInterrupt:
-        print(f"minibert {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted; outputs written before are left as they were", file=sys.stderr)
         return 130
+    except Exception as error:
+        line = describe(error)
+        if line is not None:
+            print(f"{prefix}: error: {line}", file=sys.stderr)
+            return 2
+        if args.verbose:
+            traceback.print_exc()
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"{prefix}: error: unexpected {type(error).__name__}{': ' + first if first else ''} "
+              f"(a bug? rerun with `minibert -v {args.command} ...` for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
+from minibert.cli.arg_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from minibert.cli.prepare_pretraining import (add_corpus_arguments, add_data_arguments, data_options,
                                               given_data_options)
 from minibert.config import PRESETS
@@ -19,6 +20,15 @@ from minibert.errors import ConfigError
 from minibert.pretraining_init import INITS
 from minibert.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 from minibert.training.args import PRECISIONS
+
+
+# flag -> TrainingArguments field (the flags pretrain passes on), for error messages (minibert.errors.spelled)
+FIELDS = {"max_steps": "max_steps", "epochs": "num_epochs", "batch_size": "per_device_batch_size",
+          "grad_accum": "grad_accumulation_steps", "lr": "learning_rate", "warmup_steps": "warmup_steps",
+          "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay", "precision": "precision",
+          "device": "device", "eval_every": "eval_every", "save_every": "save_every", "log_every": "log_every",
+          "seed": "seed", "resume": "resume", "overwrite_output_dir": "overwrite_output_dir",
+          "num_workers": "num_workers"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,26 +53,44 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("training")
     length = run.add_mutually_exclusive_group()
     # Defaults of None: the recipe's setting, else TrainingArguments' (the original BERT settings).
-    length.add_argument("--max-steps", type=int, help="optimizer steps (default: --epochs passes over the data)")
-    length.add_argument("--epochs", type=int, help="passes over the data (default 1)")
-    run.add_argument("--max-minutes", type=float,
-                     help="set --max-steps from a timing so that training and evaluation take about this long")
-    run.add_argument("--batch-size", type=int, help="examples per device per micro-batch (default 32)")
-    run.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    run.add_argument("--lr", type=float, help="peak learning rate (AdamW; default 1e-4)")
+    length.add_argument("--max-steps", type=positive_int,
+                        help="optimizer steps (default: the recipe's, else --epochs passes over the data)")
+    length.add_argument("--epochs", type=positive_int, help="passes over the data (default 1)")
+    run.add_argument("--max-minutes", type=positive_float,
+                     help="set --max-steps from a timing so that training and evaluation take about this long "
+                          "(default: no time budget)")
+    run.add_argument("--batch-size", type=positive_int,
+                     help="examples per device per micro-batch (default: the recipe's, else 32)")
+    run.add_argument("--grad-accum", "--grad-accumulation", type=positive_int, default=1,
+                     help="micro-batches per optimizer step")
+    run.add_argument("--lr", type=positive_float, help="peak learning rate (AdamW; default: the recipe's, else 1e-4)")
     warmup = run.add_mutually_exclusive_group()
-    warmup.add_argument("--warmup-steps", type=int, help="default 0")
-    warmup.add_argument("--warmup-ratio", type=float, help="warm-up as a share of all steps (default 0)")
-    run.add_argument("--weight-decay", type=float, help="default 0.01")
-    run.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 autocast works on CPU too")
-    run.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: at the end only)")
-    run.add_argument("--save-every", type=int, default=0, help="steps between checkpoints (0: at the end only)")
-    run.add_argument("--log-every", type=int, default=10)
-    run.add_argument("--seed", type=int, default=0, help="model init, data order and dropout")
-    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir")
+    warmup.add_argument("--warmup-steps", type=non_negative_int,
+                        help="steps of linear warm-up (default: the recipe's, else 0)")
+    warmup.add_argument("--warmup-ratio", type=fraction,
+                        help="warm-up as a share of all steps (default: the recipe's, else 0)")
+    run.add_argument("--weight-decay", type=non_negative_float,
+                     help="AdamW weight decay (default: the recipe's, else 0.01)")
+    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                     help="auto: bf16 where a probe of the first step shows it faster here (on a CPU without "
+                          "native bf16, bf16 is ~10x slower)")
+    run.add_argument("--eval-every", type=non_negative_int, default=0,
+                     help="steps between evaluations (0: at the end only)")
+    run.add_argument("--save-every", type=non_negative_int, default=0,
+                     help="steps between checkpoints (0: at the end only)")
+    run.add_argument("--log-every", type=positive_int, default=10,
+                     help="steps between metrics.jsonl lines and --no-progress log lines")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="model init, data order and dropout")
+    resume = run.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir (an "
+                        "error when there is none); a changed --lr, --max-steps or --epochs is applied and said")
+    resume.add_argument("--overwrite-output-dir", action="store_true",
+                        help="start a new run in an --output-dir that holds an earlier one (its files are replaced "
+                             "as the new run saves its own)")
     run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    run.add_argument("--num-workers", type=int, default=0, help="data loader processes")
-    run.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    run.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader processes")
+    run.add_argument("--no-progress", action="store_true",
+                     help="log a line every --log-every steps instead of a progress bar")
 
 
 # Flags that override a recipe's training settings, and the TrainingArguments field each sets.
@@ -90,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     training = TrainingArguments(
         args.output_dir, **training_settings(args, chosen), grad_accumulation_steps=args.grad_accum,
         precision=args.precision, device=args.device, eval_every=args.eval_every, save_every=args.save_every,
-        log_every=args.log_every, seed=args.seed, resume=args.resume, num_workers=args.num_workers,
+        log_every=args.log_every, seed=args.seed, resume=args.resume, overwrite_output_dir=args.overwrite_output_dir,
+        num_workers=args.num_workers,
         progress_bar=not args.no_progress)
     given = given_data_options(args)
     if args.data is not None:  # data options were fixed at preparation; pretrain() refuses new ones

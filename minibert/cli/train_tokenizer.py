@@ -4,25 +4,27 @@ the layout transformers' AutoTokenizer and `minibert pretrain --tokenizer DIR` r
 import argparse
 from pathlib import Path
 
+from minibert.cli.arg_types import positive_int
 from minibert.data.corpus import FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("corpus", nargs="+", help="text files or folders")
-    p.add_argument("--vocab-size", type=int, required=True, help="most tokens, specials included")
+    p.add_argument("--vocab-size", type=positive_int, required=True, help="most tokens, specials included")
     p.add_argument("--output", "-o", required=True, help="folder for tokenizer.json, vocab.txt, tokenizer_config.json")
     p.add_argument("--format", choices=FORMATS, default="auto", help="corpus format (default: by extension)")
     p.add_argument("--text-field", default="text", help="the text field of jsonl records (default: text)")
     p.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case and accents")
-    p.add_argument("--min-frequency", type=int, default=2, help="fewer sightings than this: no token of its own")
+    p.add_argument("--min-frequency", type=positive_int, default=2,
+                   help="fewer sightings than this: no token of its own")
 
 
 def run(args: argparse.Namespace) -> int:
+    from minibert.cli.arg_types import check_output_folder
     from minibert.data.corpus import CorpusStats, iter_documents
     from minibert.data.tokenizer_training import train_wordpiece
     from minibert.pretrain import warnings_if_successful
-    from minibert.training.loop import check_writable
-    check_writable(Path(args.output))
+    check_output_folder(Path(args.output), "--output")
     stats = CorpusStats()
     with warnings_if_successful():
         documents = iter_documents(args.corpus, args.format, text_field=args.text_field, stats=stats)

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,7 +36,7 @@ from minibert.data.masking import IGNORE_INDEX, Masker, subword_table
 from minibert.data.pretraining import (CreationCounts, PretrainingExample, PretrainingOptions,
                                        check_tokenizer, example_features, generate_examples)
 from minibert.errors import DataError
-from minibert.io import atomic_write_text
+from minibert.io import atomic_write_text, remove_stale_temps, temp_name
 from minibert.tokenizer import BertTokenizer
 
 FORMAT = "minibert-pretraining"
@@ -59,51 +60,93 @@ def prepare_pretraining_data(documents: Iterable[Sequence[str]], tokenizer: Bert
                              overwrite: bool = False) -> dict:
     """Create the examples of a corpus (see `minibert.data.pretraining`) and write them to `out_dir` in
     shards of `shard_size` examples; returns the meta.json content. Memory holds one chunk of documents and
-    one shard at a time. `overwrite` replaces an earlier preparation; other files are never touched."""
+    one shard at a time. `overwrite` replaces an earlier preparation; other files are never touched.
+
+    The data is written into a temporary folder beside `out_dir` and moved in only when complete, so an
+    interrupted or failed preparation leaves the earlier data as it was (and its temporary folder is removed, by
+    this run or, after a kill, by the next)."""
     check_tokenizer(tokenizer, model_vocab_size)
     if shard_size < 1:
         raise DataError(f"shard_size {shard_size} must be at least 1")
     out_dir = Path(out_dir)
-    _clear(out_dir, overwrite)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise DataError(f"{out_dir}: folder is not empty; pass overwrite=True to replace its data")
+    with ExitStack() as cleanup:
+        tmp = build_beside(out_dir, cleanup)
+        meta = write_pretraining_data(documents, tokenizer, tmp, options, shard_size)
+        move_prepared(tmp, out_dir)
+    return meta
+
+
+def build_beside(out_dir: Path, cleanup: ExitStack) -> Path:
+    """A new temporary folder beside `out_dir` to build its data in (removed when `cleanup` closes, unless moved
+    in by then), after removing those that killed runs left."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir.parent, out_dir.name)
+    tmp = out_dir.parent / temp_name(out_dir.name)
+    cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)  # registered first: an interrupt may come any time
+    os.mkdir(tmp, 0o777)
+    return tmp
+
+
+def write_pretraining_data(documents: Iterable[Sequence[str]], tokenizer: BertTokenizer, folder: Path,
+                           options: PretrainingOptions, shard_size: int = 100_000) -> dict:
+    """Write the examples into `folder` (new and empty): the shards, then meta.json."""
     counts = CreationCounts()
     token_dtype = np.uint16 if tokenizer.vocab_size <= 2 ** 16 else np.int32
+    content = _content_digest(options)
     shards: list[dict] = []
     buffer: list[PretrainingExample] = []
     for example in generate_examples(documents, tokenizer, options, counts):
         buffer.append(example)
         if len(buffer) == shard_size:
-            shards.append(_write_shard(out_dir / f"shard_{len(shards):05d}", buffer, token_dtype, options))
+            shards.append(_write_shard(folder / f"shard_{len(shards):05d}", buffer, token_dtype, options, content))
             buffer = []
     if buffer:
-        shards.append(_write_shard(out_dir / f"shard_{len(shards):05d}", buffer, token_dtype, options))
+        shards.append(_write_shard(folder / f"shard_{len(shards):05d}", buffer, token_dtype, options, content))
     if options.dynamic_masking and options.whole_word_mask:
-        np.save(out_dir / "subword.npy", subword_table(tokenizer))
+        np.save(folder / "subword.npy", subword_table(tokenizer))
     meta = {
         "format": FORMAT, "version": VERSION, "options": asdict(options),
         "vocab_size": tokenizer.vocab_size, "vocab_sha256": vocab_sha256(tokenizer),
         "special_ids": {"pad": tokenizer.pad_id, "cls": tokenizer.cls_id, "sep": tokenizer.sep_id,
                         "mask": tokenizer.mask_id},
         "token_dtype": np.dtype(token_dtype).name, "counts": asdict(counts), "shards": shards,
+        "content_sha256": content.hexdigest(),
     }
-    atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 
-def _clear(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a folder with files in it unless `overwrite`; then remove meta.json first, so a crash
-    half-way leaves a folder that reads as unfinished, never as the old data."""
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise DataError(f"{out_dir}: folder is not empty; pass overwrite=True to replace its data")
-        (out_dir / "meta.json").unlink(missing_ok=True)
-        (out_dir / "subword.npy").unlink(missing_ok=True)
-        for shard in out_dir.glob("shard_*"):
-            shutil.rmtree(shard)
-    out_dir.mkdir(parents=True, exist_ok=True)
+def move_prepared(new: Path, out_dir: Path) -> None:
+    """Put the complete data of `new` in place of `out_dir`'s. Into a missing or empty folder this is one rename.
+    Over earlier data: meta.json goes first (the folder then reads as unfinished, never as a mix), the earlier
+    shards are removed, the new ones moved in, and the new meta.json moved in last."""
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        os.replace(new, out_dir)
+        return
+    (out_dir / "meta.json").unlink(missing_ok=True)
+    (out_dir / "subword.npy").unlink(missing_ok=True)
+    for shard in out_dir.glob("shard_*"):
+        shutil.rmtree(shard)
+    for item in sorted(new.iterdir(), key=lambda p: p.name == "meta.json"):  # meta.json last
+        os.replace(item, out_dir / item.name)
+
+
+def _content_digest(options: PretrainingOptions) -> "hashlib._Hash":
+    """sha256 over the options and then every shard's arrays (see _hash_arrays): the data's identity, which a
+    resumed run compares (an example count would not tell two corpora of one size apart)."""
+    return hashlib.sha256(json.dumps(asdict(options), sort_keys=True).encode("utf-8"))
+
+
+def _hash_arrays(digest: "hashlib._Hash", arrays: dict[str, np.ndarray]) -> None:
+    for name in sorted(arrays):
+        digest.update(name.encode("ascii"))
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
 
 
 def _write_shard(folder: Path, examples: list[PretrainingExample], token_dtype: type,
-                 options: PretrainingOptions) -> dict:
+                 options: PretrainingOptions, content: "hashlib._Hash") -> dict:
     lengths = [len(e.input_ids) for e in examples]
     arrays = {
         "input_ids": np.concatenate([e.input_ids for e in examples]).astype(token_dtype),
@@ -119,6 +162,7 @@ def _write_shard(folder: Path, examples: list[PretrainingExample], token_dtype: 
     folder.mkdir(parents=True)
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array)
+    _hash_arrays(content, arrays)
     return {"name": folder.name, "examples": len(examples), "tokens": int(sum(lengths))}
 
 
@@ -182,6 +226,16 @@ class PretrainingDataset(Dataset):
                 raise DataError(f"{self.folder / record['name']}: sizes differ from meta.json")
             self._open[shard] = arrays
         return self._open[shard]
+
+    def fingerprint(self) -> str:
+        """The data's content hash (see _content_digest): from meta.json, or computed for data prepared before
+        minibert recorded it."""
+        if "content_sha256" not in self.meta:
+            digest = _content_digest(self.options)
+            for shard in range(len(self.meta["shards"])):
+                _hash_arrays(digest, self._shard(shard))
+            self.meta["content_sha256"] = digest.hexdigest()
+        return self.meta["content_sha256"]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_open": {}}

@@ -1,15 +1,14 @@
 """Turning examples into model inputs. Features are plain lists of ids, one per example (or per window, for
 question answering); `collate` pads them into tensors only when a batch is formed, so each batch is only as wide
-as its longest member (BERT 2018, section 4: the fine-tuning input formats for sentence pairs, tagging and SQuAD)."""
+as its longest member (BERT 2018, section 4: the fine-tuning input formats for sentence pairs, tagging and SQuAD).
+A QA head's logits become answers in qa_decoding.py."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
-import numpy as np
 import torch
 from tokenizers import Tokenizer
 
@@ -170,54 +169,6 @@ def _answer_positions(example: QAExample, offsets: Sequence[tuple[int, int] | No
     start = max(position for position in context_positions if offsets[position][0] <= start_char)
     end = min(position for position in context_positions if offsets[position][1] >= end_char)
     return start, end
-
-
-def decode_qa_predictions(examples: Sequence[QAExample], features: Sequence[QAFeature],
-                          start_logits: Sequence[np.ndarray], end_logits: Sequence[np.ndarray], n_best: int = 20,
-                          max_answer_length: int = 30, null_score_diff_threshold: float = 0.0,
-                          version_2: bool = False) -> dict[str, str]:
-    """Answer text per example id, from per-window logits (row i belongs to features[i]; rows may be padded).
-
-    Every window of an example is searched for its best span (`best_span`) and the best of all wins; its text
-    is cut from the context through the offsets, so it is the context's exact characters, not detokenised
-    pieces. For SQuAD 2.0 the example's null score is start_logit[0] + end_logit[0] of the window most sure
-    that an answer exists (the lowest null score), as Google's run_squad.py and transformers' run_qa.py take
-    it; the answer is "" when the null score beats the best span's score by more than the threshold."""
-    windows = defaultdict(list)
-    for index, feature in enumerate(features):
-        windows[feature.example_id].append(index)
-    answers = {}
-    for example in examples:
-        best, null_score = None, float("inf")
-        for index in windows[example.id]:
-            starts = np.asarray(start_logits[index], dtype=np.float64)
-            ends = np.asarray(end_logits[index], dtype=np.float64)
-            null_score = min(null_score, starts[CLS_POSITION] + ends[CLS_POSITION])
-            span = best_span(starts, ends, features[index].offsets, n_best, max_answer_length)
-            if span is not None and (best is None or span[0] > best[0]):
-                best = span
-        no_answer = best is None or (version_2 and null_score - best[0] > null_score_diff_threshold)
-        answers[example.id] = "" if no_answer else example.context[best[1]:best[2]]
-    return answers
-
-
-def best_span(start_logits: np.ndarray, end_logits: np.ndarray, offsets: Sequence[tuple[int, int] | None],
-              n_best: int, max_answer_length: int) -> tuple[float, int, int] | None:
-    """(score, start char, end char) of the highest start + end logit span among the `n_best` likeliest context
-    starts and ends, with end not before start and at most `max_answer_length` tokens; None if there is none."""
-    context = np.array([position for position, offset in enumerate(offsets) if offset is not None], dtype=np.int64)
-    if context.size == 0:
-        return None
-    starts = context[np.argsort(-start_logits[context], kind="stable")[:n_best]]
-    ends = context[np.argsort(-end_logits[context], kind="stable")[:n_best]]
-    best = None
-    for start in starts:
-        for end in ends:
-            if start <= end < start + max_answer_length:
-                score = float(start_logits[start] + end_logits[end])
-                if best is None or score > best[0]:
-                    best = (score, offsets[start][0], offsets[end][1])
-    return best
 
 
 # -- batching -------------------------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ Output folder: the loop's checkpoints/, metrics.jsonl and curves.png; final/ (th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -28,22 +30,25 @@ import numpy as np
 import torch
 
 from minibert.config import BertConfig
-from minibert.errors import CheckpointError, DataError, MinibertError
+from minibert.errors import CheckpointError, DataError, MinibertError, spelled
 from minibert.hub import resolve
 from minibert.model import BertPreTrainedModel
-from minibert.tasks.features import (IGNORE_INDEX, Feature, QAFeature, collate, decode_qa_predictions,
-                                     default_doc_stride, encode_classification, encode_qa,
-                                     encode_token_classification, sort_by_length, word_predictions)
+from minibert.output_lock import output_lock
+from minibert.tasks.features import (IGNORE_INDEX, Feature, QAFeature, collate, default_doc_stride,
+                                     encode_classification, encode_qa, encode_token_classification, sort_by_length,
+                                     word_predictions)
 from minibert.tasks.kinds import TaskKind, task_kind, write_label_map
 from minibert.tasks.metrics import compute_metrics
+from minibert.tasks.qa_decoding import QADecoding, decode_answers
 from minibert.tasks.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task, load_hub_dataset,
-                                    read_conll, read_examples, read_glue, read_squad)
+                                    parse_score, read_conll, read_examples, read_glue, read_squad)
 from minibert.tokenizer import BertTokenizer
 from minibert.training import (QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask,
                                TrainingArguments, TrainResult, train)
-from minibert.training import checkpointing
+from minibert.training import checkpointing, distributed
 from minibert.training.finetuning import FineTuningTask, MetricFn
 from minibert.training.reporting import MetricsLog
+from minibert.training.run_folder import check_output_dir
 
 logger = logging.getLogger("minibert")
 
@@ -61,6 +66,7 @@ class DataSpec:
     format: str | None = None  # csv, tsv or jsonl; None: from the file's extension
     where: Mapping[str, str] | None = None  # keep only rows with these column values
     glue_task: str | None = None  # read the files as this GLUE task's TSVs
+    encoding: str = "utf-8"  # the files' text encoding
 
 
 def read_task_examples(kind: TaskKind, source: str | os.PathLike, spec: DataSpec,
@@ -69,12 +75,17 @@ def read_task_examples(kind: TaskKind, source: str | os.PathLike, spec: DataSpec
     if str(source).startswith(HUB_PREFIX):
         return _read_hub(kind, str(source)[len(HUB_PREFIX):], spec, default_split)
     if kind.name == "qa":
-        return read_squad(source)
+        return read_squad(source, spec.encoding)
     if kind.name == "ner":
-        return read_conll(source)
+        return read_conll(source, spec.encoding)
     if spec.glue_task is not None:
-        return read_glue(spec.glue_task, source)
-    return read_examples(source, spec.text_column, spec.pair_column, spec.label_column, spec.format, spec.where)
+        return read_glue(spec.glue_task, source, spec.encoding)
+    examples = read_examples(source, spec.text_column, spec.pair_column, spec.label_column, spec.format, spec.where,
+                             spec.encoding)
+    if kind.name == "regression":  # now, naming the line, rather than as a NaN loss many steps later
+        for example in examples:
+            parse_score(example.label, example.origin)
+    return examples
 
 
 def _read_hub(kind: TaskKind, name: str, spec: DataSpec, default_split: str) -> list:
@@ -93,7 +104,7 @@ def split_off_validation(examples: list, fraction: float, seed: int) -> tuple[li
     """(train, validation): a seeded random `fraction` held out, so that the same seed holds out the same
     examples on every run and machine. Each part keeps the file's order."""
     if not 0.0 < fraction < 1.0:
-        raise DataError(f"validation fraction must be between 0 and 1, got {fraction}")
+        raise DataError(f"{spelled('validation_fraction')} must be between 0 and 1, got {fraction}")
     held_out = max(1, round(fraction * len(examples)))
     if held_out >= len(examples):
         raise DataError(f"{len(examples)} examples are too few to hold out {fraction:.0%} and still train")
@@ -111,6 +122,22 @@ def label_list(kind: TaskKind, examples: Sequence, glue: GlueTask | None) -> lis
     if kind.name == "ner":
         return list(build_label_map(tag for sentence in examples for tag in sentence.tags))
     return list(build_label_map(example.label for example in examples))
+
+
+def check_classes(kind: TaskKind, examples: Sequence, source: str | os.PathLike) -> None:
+    """A training set with one class (or one tag) teaches nothing, and its validation accuracy of 1.0 means
+    nothing: refuse it, naming the file and the one label."""
+    if kind.name == "classification":
+        found = {example.label for example in examples}
+    elif kind.name == "ner":
+        found = {tag for sentence in examples for tag in sentence.tags}
+    else:
+        return
+    if len(found) < 2:
+        what, classes = ("example has the label", "classes") if kind.name == "classification" else \
+            ("token has the tag", "tags")
+        raise DataError(f"{source}: every training {what} {next(iter(found), None)!r}; {kind.name} needs at least "
+                        f"two {classes} in the training data")
 
 
 def encode(kind: TaskKind, tokenizer: BertTokenizer, examples: Sequence, labels: list[str] | None,
@@ -155,22 +182,34 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
 
 
 def add_inference_files(folder: Path, tokenizer: BertTokenizer, kind: TaskKind, labels: list[str] | None,
-                        max_length: int) -> None:
+                        max_length: int, qa_decoding: QADecoding | None = None) -> None:
     """The tokenizer and label_map.json beside a saved model (config.json, with id2label/label2id, and
-    model.safetensors): a folder that `minibert predict` and transformers' AutoModelFor... both load."""
+    model.safetensors): a folder that `minibert predict` and transformers' AutoModelFor... both load. A QA
+    folder's label map keeps the decoding its evaluation used, which `predict` then uses by default."""
     tokenizer.save_pretrained(folder)
-    write_label_map(folder, kind.name, labels, max_length)
+    write_label_map(folder, kind.name, labels, max_length, qa_decoding)
+
+
+def qa_decoding_for(kind: TaskKind, examples: Sequence, decoding: QADecoding) -> QADecoding | None:
+    """The decoding a QA run evaluates with and saves: `decoding`, with null answers only when some question of
+    the data (training or validation) is unanswerable, so that a model trained on SQuAD 1.1-style data never
+    answers "". None for the other kinds."""
+    if kind.name != "qa":
+        return None
+    if any(example.is_impossible for example in examples):
+        return decoding
+    return dataclasses.replace(decoding, null_score_threshold=None)
 
 
 # -- evaluation with the task's metric ------------------------------------------------------------------------
 def metric_function(kind: TaskKind, eval_examples: Sequence, eval_features: Sequence,
-                    labels: list[str] | None) -> MetricFn:
+                    labels: list[str] | None, qa_decoding: QADecoding | None = None) -> MetricFn:
     """The `metric_fn` the training adapter calls with its predictions and references, in eval-set order."""
     if kind.name in ("classification", "regression"):
         return functools.partial(compute_metrics, kind.metric_kind)
     if kind.name == "ner":
         return functools.partial(_entity_metrics, eval_examples, eval_features, labels)
-    return functools.partial(_squad_metrics, eval_examples, eval_features)
+    return functools.partial(_squad_metrics, eval_examples, eval_features, qa_decoding or QADecoding())
 
 
 def _entity_metrics(sentences: Sequence[TaggedSentence], features: Sequence[Feature], labels: list[str],
@@ -189,14 +228,14 @@ def word_tags(feature: Feature, predicted: Sequence[int], n_words: int, labels: 
     return [labels[i] if i >= 0 else "O" for i in word_predictions(feature.word_ids, token_predictions, n_words, -1)]
 
 
-def _squad_metrics(examples: Sequence[QAExample], features: Sequence[QAFeature], predictions: list,
-                   references: list) -> dict[str, float]:
-    """SQuAD exact match and F1 of the answer texts decoded from every window's start/end logits."""
+def _squad_metrics(examples: Sequence[QAExample], features: Sequence[QAFeature], decoding: QADecoding,
+                   predictions: list, references: list) -> dict[str, float]:
+    """SQuAD exact match and F1 of the answers decoded from every window's start/end logits (by the decoder
+    `predict` uses, with the settings it reads from the saved folder)."""
     start_logits, end_logits = zip(*predictions)
-    version_2 = any(example.is_impossible for example in examples)
-    answers = decode_qa_predictions(examples, features, start_logits, end_logits, version_2=version_2)
+    answers = decode_answers(examples, features, start_logits, end_logits, decoding)
     gold = {example.id: [answer["text"] for answer in example.answers] for example in examples}
-    return compute_metrics("qa", answers, gold)
+    return compute_metrics("qa", {qid: answer.text for qid, answer in answers.items()}, gold)
 
 
 def training_adapter(kind: TaskKind, metric_fn: MetricFn | None) -> FineTuningTask:
@@ -224,13 +263,14 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
              output_dir: str | os.PathLike, *, validation_data: str | os.PathLike | None = None,
              validation_fraction: float = 0.1, split_seed: int = 0, data: DataSpec = DataSpec(),
              max_length: int = 128, doc_stride: int | None = None, tokenizer: str | os.PathLike | None = None,
-             **training: Any) -> FinetuneResult:
+             qa_decoding: QADecoding = QADecoding(), **training: Any) -> FinetuneResult:
     """Fine-tune `checkpoint` (a folder, a hub id, or a model pretrained by minibert) for `task`
     ("classification", "regression", "ner" or "qa") on `train_data`, writing to `output_dir`.
 
     Validation: `validation_data` if given, else a `validation_fraction` of the training file held out with
     `split_seed` (0 trains on everything and evaluates nothing). QA windows of `max_length` tokens overlap by
-    `doc_stride` (default: features.default_doc_stride). `training` holds TrainingArguments fields
+    `doc_stride` tokens (default: features.default_doc_stride); answers are decoded with `qa_decoding`, null
+    answers ("") included only when the data hold unanswerable questions. `training` holds TrainingArguments fields
     (num_epochs, learning_rate, per_device_batch_size, precision, early_stopping_patience, resume, ...); by
     default the run evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
     kind = task_kind(task)
@@ -239,19 +279,38 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
         raise MinibertError(f"GLUE task {data.glue_task} is a {glue.kind} task, not {kind.name}")
     train_examples, eval_examples = _train_and_validation(kind, train_data, validation_data, validation_fraction,
                                                           split_seed, data)
+    check_classes(kind, train_examples, train_data)
+    if training.get("early_stopping_patience") is not None and not eval_examples:
+        raise DataError(f"{spelled('early_stopping_patience')} needs a validation set ({spelled('validation_data')}"
+                        f", or {spelled('validation_fraction')} above 0)")
     main_metric = (glue.metric if glue is not None else kind.main_metric) if eval_examples else None
     args = _training_arguments(output_dir, main_metric, training)
+    check_output_dir(args)  # before loading and encoding: a run that cannot start must not cost them
+    distributed.choose_device(args.device)
     labels = label_list(kind, train_examples, glue)
+    decoding = qa_decoding_for(kind, train_examples + eval_examples, qa_decoding)
+    # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
+        return _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
+                         training, max_length, doc_stride, decoding)
+
+
+def _finetune(kind: TaskKind, checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None,
+              labels: list[str] | None, train_examples: list, eval_examples: list, main_metric: str | None,
+              args: TrainingArguments, training: dict[str, Any], max_length: int,
+              doc_stride: int | None, qa_decoding: QADecoding | None) -> FinetuneResult:
     tokenizer_ = BertTokenizer.from_pretrained(tokenizer or checkpoint)
     torch.manual_seed(args.seed)  # the new head's initial weights
     model = load_model(kind, checkpoint, labels)
     if max_length > model.config.max_position_embeddings:
-        raise MinibertError(f"max_length {max_length} exceeds the model's {model.config.max_position_embeddings} "
-                            f"positions")
+        raise MinibertError(f"{spelled('max_length')} {max_length} exceeds the model's "
+                            f"{model.config.max_position_embeddings} positions")
 
     doc_stride = doc_stride if doc_stride is not None else default_doc_stride(max_length)
     train_features = encode(kind, tokenizer_, train_examples, labels, max_length, doc_stride)
-    eval_features, metric_fn = _validation_features(kind, tokenizer_, eval_examples, labels, max_length, doc_stride)
+    eval_features, metric_fn = _validation_features(kind, tokenizer_, eval_examples, labels, max_length, doc_stride,
+                                                    qa_decoding)
     if "eval_every" not in training and eval_features is not None:
         args = dataclasses.replace(args, eval_every=_steps_per_epoch(args, len(train_features)))
     logger.info("fine-tuning for %s on %d examples (%d features), validating on %d", kind.name,
@@ -259,7 +318,7 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
 
     result = train(model, training_adapter(kind, metric_fn), train_features, eval_features, args,
                    functools.partial(collate, pad_id=tokenizer_.pad_id))
-    model_dir = _save_models(model, tokenizer_, result, kind, labels, max_length)
+    model_dir = _save_models(model, tokenizer_, result, kind, labels, max_length, qa_decoding)
     return FinetuneResult(model_dir=model_dir, task=kind.name, labels=labels, main_metric=main_metric,
                           metrics=_metrics_at(result, main_metric), num_train=len(train_examples),
                           num_validation=len(eval_examples), training=result)
@@ -292,7 +351,8 @@ def _steps_per_epoch(args: TrainingArguments, num_features: int) -> int:
 
 
 def _validation_features(kind: TaskKind, tokenizer: BertTokenizer, examples: list, labels: list[str] | None,
-                         max_length: int, doc_stride: int) -> tuple[list | None, MetricFn | None]:
+                         max_length: int, doc_stride: int,
+                         qa_decoding: QADecoding | None = None) -> tuple[list | None, MetricFn | None]:
     """Validation features sorted by length, so that evaluation batches waste little on padding, and the
     metric function that reads predictions in that order. (None, None) without validation examples."""
     if not examples:
@@ -302,23 +362,25 @@ def _validation_features(kind: TaskKind, tokenizer: BertTokenizer, examples: lis
     features = [features[i] for i in order]
     if kind.name != "qa":  # QA windows find their question by id; other features pair with their example
         examples = [examples[i] for i in order]
-    return features, metric_function(kind, examples, features, labels)
+    return features, metric_function(kind, examples, features, labels, qa_decoding)
 
 
 def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: TrainResult, kind: TaskKind,
-                 labels: list[str] | None, max_length: int) -> Path:
+                 labels: list[str] | None, max_length: int, qa_decoding: QADecoding | None = None) -> Path:
     """Complete final/ (written by the loop) with tokenizer and label map; write best/ when the best
     evaluation came before the last step. Under torchrun only rank 0 writes."""
     output_dir, is_main = result.output_dir, int(os.environ.get("RANK", "0")) == 0
     if is_main:
-        add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length)
+        add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length, qa_decoding)
     if result.best_step is None or result.best_step == result.steps:
+        if is_main and (output_dir / "best").is_dir():  # an earlier run's, which this run replaced
+            shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
         best = checkpointing.find(output_dir, "best")
         model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
         model.save_pretrained(output_dir / "best")
-        add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length)
+        add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)
     return output_dir / "best"
 
 

@@ -8,6 +8,7 @@ no flag; a folder fine-tuned elsewhere says it through config.json's `architectu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from minibert.errors import CheckpointError, MinibertError
 from minibert.io import atomic_write_text
 from minibert.model import (BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
                             BertPreTrainedModel)
+from minibert.tasks.qa_decoding import QADecoding
 
 LABEL_MAP_FILE = "label_map.json"
 
@@ -44,12 +46,16 @@ def task_kind(name: str) -> TaskKind:
     return TASK_KINDS[name]
 
 
-def write_label_map(folder: str | os.PathLike, kind: str, labels: list[str] | None, max_length: int) -> None:
+def write_label_map(folder: str | os.PathLike, kind: str, labels: list[str] | None, max_length: int,
+                    qa_decoding: QADecoding | None = None) -> None:
     """label_map.json: the task kind, the labels in id order (None for regression and QA) and the max_length
-    the model was trained with, which prediction reuses."""
+    the model was trained with, which prediction reuses; for QA also the answer decoding its evaluation used
+    (`qa_decoding`), which `predict` uses by default."""
     record = {"task": kind, "labels": labels,
               "label2id": None if labels is None else {label: i for i, label in enumerate(labels)},
               "max_length": max_length}
+    if qa_decoding is not None:
+        record["qa_decoding"] = dataclasses.asdict(qa_decoding)
     atomic_write_text(Path(folder) / LABEL_MAP_FILE, json.dumps(record, indent=2) + "\n")
 
 

@@ -9,26 +9,31 @@ Records are plain dicts, one JSON object per line on the command line: {"text", 
 regression, {"text"} (split on whitespace) or {"tokens": [...]} for NER, {"question", "context", "id"?} for QA.
 Each result is its record with the prediction added. All records are encoded at once and run in batches of
 similar length (longest first), so little compute goes to padding; results come back in the records' order.
+
+QA answers come from the decoder fine-tuning's evaluation uses (qa_decoding.py), with the settings saved with the
+model: "answer" ("" for no answer), its "start" and "end" characters in the context (0 and 0 for ""), and as
+"score" its probability among the n-best answers and the null answer (run_squad.py's nbest probability).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 import torch
 
 from minibert.errors import CheckpointError, InputError
 from minibert.hub import resolve
 from minibert.inference import length_sorted_batches
 from minibert.model import BertPreTrainedModel
-from minibert.tasks.features import (Feature, QAFeature, best_span, collate, default_doc_stride,
-                                     encode_classification, encode_qa, encode_token_classification, word_predictions)
+from minibert.tasks.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,
+                                     encode_qa, encode_token_classification, word_predictions)
 from minibert.tasks.kinds import TaskKind, kind_of_checkpoint, read_label_map, task_kind
 from minibert.tasks.metrics import extract_entities
+from minibert.tasks.qa_decoding import QADecoding, decode_answers
 from minibert.tasks.readers import QAExample, TaggedSentence, TextExample
 from minibert.tokenizer import BertTokenizer
 
@@ -42,15 +47,20 @@ class Predictor:
     tokenizer: BertTokenizer
     labels: list[str] | None  # class or tag names in id order; None for regression and QA
     max_length: int
+    decoding: QADecoding = QADecoding()  # how QA answers are chosen
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, task: str | None = None, device: str | None = None) -> "Predictor":
+    def load(cls, model_dir: str | os.PathLike, task: str | None = None, device: str | None = None,
+             decoding: QADecoding | Mapping[str, Any] | None = None) -> "Predictor":
         """A fine-tuned folder (or hub id). The task comes from label_map.json or config.json unless given; the
-        labels from label_map.json, else config.json's id2label (folders fine-tuned with transformers)."""
+        labels from label_map.json, else config.json's id2label (folders fine-tuned with transformers).
+
+        QA `decoding`: a QADecoding, or changes to the one saved in label_map.json (the one the model's
+        evaluation used; QADecoding() for a folder without it), e.g. {"null_score_threshold": -1.0}."""
         folder = resolve(model_dir)
         kind = task_kind(task) if task is not None else task_kind(kind_of_checkpoint(folder))
         model = kind.model_class.from_pretrained(folder)
-        untrained = [name for name in model.load_report.newly_initialised if not name.startswith("bert.")]
+        untrained = model.load_report.newly_initialised  # heads, or the pooler a classifier reads (never the encoder)
         if untrained:
             raise CheckpointError(f"{model_dir}: has no trained {kind.name} head ({', '.join(untrained)} missing); "
                                   f"fine-tune it first, or pass the --task it was trained for")
@@ -62,7 +72,7 @@ class Predictor:
         tokenizer = BertTokenizer.from_pretrained(folder)
         max_length = label_map.get("max_length") or min(model.config.max_position_embeddings,
                                                         tokenizer.model_max_length)
-        return cls(kind, model, tokenizer, labels, max_length)
+        return cls(kind, model, tokenizer, labels, max_length, _qa_decoding(label_map, folder, decoding))
 
     def predict(self, records: Sequence[Record], batch_size: int = 32) -> list[dict[str, Any]]:
         if not records:
@@ -110,18 +120,11 @@ class Predictor:
         logits = self._run(features, batch_size, lambda output, lengths: [
             (start[:n].float().cpu().numpy(), end[:n].float().cpu().numpy())
             for start, end, n in zip(output.start_logits, output.end_logits, lengths)])
-        best: dict[str, tuple[float, int, int]] = {}  # example id -> (log probability, start char, end char)
-        for feature, (start, end) in zip(features, logits):
-            span = best_span(_context_log_softmax(start, feature), _context_log_softmax(end, feature),
-                             feature.offsets, n_best=20, max_answer_length=30)
-            if span is not None and (feature.example_id not in best or span[0] > best[feature.example_id][0]):
-                best[feature.example_id] = span
-        results = []
-        for example, record in zip(examples, records):
-            score, start, end = best.get(example.id, (float("-inf"), 0, 0))
-            results.append({**record, "answer": example.context[start:end], "score": float(np.exp(score)),
-                            "start": start, "end": end})
-        return results
+        start_logits, end_logits = zip(*logits)
+        answers = decode_answers(examples, features, start_logits, end_logits, self.decoding)
+        return [{**record, "answer": answers[example.id].text, "score": answers[example.id].probability,
+                 "start": answers[example.id].start, "end": answers[example.id].end}
+                for example, record in zip(examples, records)]
 
     @torch.inference_mode()
     def _run(self, features: Sequence[Feature | QAFeature], batch_size: int,
@@ -140,18 +143,22 @@ class Predictor:
 
 
 def predict(model_dir: str | os.PathLike, records: Sequence[Record], task: str | None = None,
-            batch_size: int = 32) -> list[dict[str, Any]]:
-    """Load `model_dir` and predict `records` (see the module docstring for their fields)."""
-    return Predictor.load(model_dir, task).predict(records, batch_size)
+            batch_size: int = 32, decoding: QADecoding | Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Load `model_dir` and predict `records` (see the module docstring for their fields; `decoding`: see
+    Predictor.load)."""
+    return Predictor.load(model_dir, task, decoding=decoding).predict(records, batch_size)
 
 
-def _context_log_softmax(logits: np.ndarray, feature: QAFeature) -> np.ndarray:
-    """Log probabilities over the window's context tokens (the only places an answer can start or end), so a
-    span's score exp(start + end) is the probability the model gives it within its window."""
-    in_context = np.array([offset is not None for offset in feature.offsets])
-    masked = np.where(in_context, logits.astype(np.float64), -np.inf)
-    top = masked.max()
-    return masked - (top + np.log(np.exp(masked - top).sum()))
+def _qa_decoding(label_map: Mapping[str, Any], folder: os.PathLike,
+                 decoding: QADecoding | Mapping[str, Any] | None) -> QADecoding:
+    """`decoding` if it is a QADecoding, else the folder's saved decoding with the changes `decoding` names."""
+    if isinstance(decoding, QADecoding):
+        return decoding
+    saved = label_map.get("qa_decoding") or {}
+    if not isinstance(saved, Mapping) or not set(saved) <= {field.name for field in dataclasses.fields(QADecoding)}:
+        raise CheckpointError(f"{folder}/label_map.json: 'qa_decoding' should map n_best, max_answer_length and "
+                              f"null_score_threshold to values, got {saved!r}")
+    return QADecoding(**{**saved, **(decoding or {})})
 
 
 def _text(record: Record, field: str, index: int) -> str:

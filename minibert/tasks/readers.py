@@ -5,14 +5,17 @@ SQuAD JSON. Each returns a plain list of small dataclasses. Examples remember wh
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from minibert.errors import DataError
+from minibert.text_files import read_text
 
 
 # -- what the readers return ----------------------------------------------------------------------------------
@@ -52,15 +55,16 @@ FORMATS_BY_EXTENSION = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json"
 
 def read_examples(path: str | os.PathLike, text_column: str, pair_column: str | None = None,
                   label_column: str | None = None, format: str | None = None,
-                  where: Mapping[str, str] | None = None) -> list[TextExample]:
+                  where: Mapping[str, str] | None = None, encoding: str = "utf-8") -> list[TextExample]:
     """Read a table with named columns. `format` ("csv", "tsv" or "jsonl") defaults to the file's extension;
     ".json" is read as JSON lines, one object per line, the layout `datasets` exports. `where` keeps only the
-    rows whose columns hold the given values (e.g. {"source": "rotten_tomatoes"} in a file mixing datasets)."""
+    rows whose columns hold the given values (e.g. {"source": "rotten_tomatoes"} in a file mixing datasets).
+    `encoding` is the file's text encoding (every reader here takes one)."""
     path = Path(path)
     format = format or FORMATS_BY_EXTENSION.get(path.suffix.lower())
     if format not in ("csv", "tsv", "jsonl"):
         raise DataError(f"{path}: cannot tell the format from the extension; pass format='csv', 'tsv' or 'jsonl'")
-    records = _jsonl_records(path) if format == "jsonl" else _table_records(path, format)
+    records = _jsonl_records(path, encoding) if format == "jsonl" else _table_records(path, format, encoding)
     examples = [_example_from_record(record, origin, text_column, pair_column, label_column)
                 for origin, record in records if _matches(record, where or {}, origin)]
     return _non_empty(examples, f"{path}{_describe(where)}")
@@ -74,19 +78,16 @@ def _describe(where: Mapping[str, str] | None) -> str:
     return "" if not where else " (rows where " + ", ".join(f"{k}={v}" for k, v in where.items()) + ")"
 
 
-def _open_text(path: Path) -> TextIO:
-    # utf-8-sig drops the byte-order mark that Excel and MRPC's files start with, which would corrupt the
-    # first column's name. newline="" lets the csv module see line breaks inside quoted fields.
-    try:
-        return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+def _open_text(path: Path, encoding: str) -> TextIO:
+    # read_text drops the byte-order mark that Excel and MRPC's files start with, which would corrupt the first
+    # column's name. newline="" lets the csv module see line breaks inside quoted fields.
+    return io.StringIO(read_text(path, encoding), newline="")
 
 
-def _delimited_rows(path: Path, format: str) -> Iterator[tuple[int, list[str]]]:
+def _delimited_rows(path: Path, format: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of each non-blank row. TSV is split on tabs and nothing else: GLUE's sentences
     hold bare quote marks that a CSV parser would take for field quoting."""
-    with _open_text(path) as file:
+    with _open_text(path, encoding) as file:
         if format == "tsv":
             for line_number, line in enumerate(file, start=1):
                 line = line.rstrip("\r\n")
@@ -108,15 +109,15 @@ def _records(path: Path, rows: Iterable[tuple[int, list[str]]],
         yield f"{path}:{line_number}", dict(zip(header, fields))
 
 
-def _table_records(path: Path, format: str) -> Iterator[tuple[str, dict[str, str]]]:
-    rows = _delimited_rows(path, format)
+def _table_records(path: Path, format: str, encoding: str) -> Iterator[tuple[str, dict[str, str]]]:
+    rows = _delimited_rows(path, format, encoding)
     first = next(rows, None)
     if first is not None:
         yield from _records(path, rows, header=first[1])
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with _open_text(path) as file:
+def _jsonl_records(path: Path, encoding: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    with _open_text(path, encoding) as file:
         for line_number, line in enumerate(file, start=1):
             if not line.strip():
                 continue
@@ -186,12 +187,12 @@ GLUE_TASKS: dict[str, GlueTask] = {
 }
 
 
-def read_glue(task: str, path: str | os.PathLike) -> list[TextExample]:
+def read_glue(task: str, path: str | os.PathLike, encoding: str = "utf-8") -> list[TextExample]:
     """Read one GLUE TSV file (train, dev or test) of `task`. Test files have no label column; their examples
     get `label=None`. Labels are checked against the task's label set (STS-B's must be numbers)."""
     spec = glue_task(task)
     path = Path(path)
-    rows = _delimited_rows(path, "tsv")
+    rows = _delimited_rows(path, "tsv", encoding)
     first = next(rows, None)
     if first is None:
         raise DataError(f"{path}: no examples")
@@ -226,21 +227,25 @@ def _check_glue_label(example: TextExample, task: str, spec: GlueTask) -> None:
 
 
 def parse_score(label: str, origin: str) -> float:
-    """A regression target as a float; a value that is not a number is reported with its file and line."""
+    """A regression target as a float; a value that is not a finite number (text, nan, inf) is reported with its
+    file and line: one NaN target would make every loss after it NaN, far from the line that caused it."""
     try:
-        return float(label)
+        score = float(label)
     except ValueError:
         raise DataError(f"{origin}: score '{label}' is not a number") from None
+    if not math.isfinite(score):
+        raise DataError(f"{origin}: score '{label}' is not a finite number")
+    return score
 
 
 # -- CoNLL token/tag files (NER) ------------------------------------------------------------------------------
-def read_conll(path: str | os.PathLike) -> list[TaggedSentence]:
+def read_conll(path: str | os.PathLike, encoding: str = "utf-8") -> list[TaggedSentence]:
     """Read `token<TAB>TAG` lines (or space-separated columns, the tag last, as CoNLL-2003 has them); a blank
     or whitespace-only line ends a sentence, and `-DOCSTART-` document markers are skipped."""
     path = Path(path)
     sentences: list[TaggedSentence] = []
     current: TaggedSentence | None = None
-    with _open_text(path) as file:
+    with _open_text(path, encoding) as file:
         for line_number, line in enumerate(file, start=1):
             line = line.rstrip("\r\n")
             fields = line.split("\t") if "\t" in line else line.split()
@@ -258,11 +263,11 @@ def read_conll(path: str | os.PathLike) -> list[TaggedSentence]:
 
 
 # -- SQuAD v1.1 / v2.0 ----------------------------------------------------------------------------------------
-def read_squad(path: str | os.PathLike) -> list[QAExample]:
+def read_squad(path: str | os.PathLike, encoding: str = "utf-8") -> list[QAExample]:
     """Read a SQuAD JSON file, checking that each answer's text sits at its `answer_start` in the context:
     training targets are built from that character position, so a wrong one would teach a wrong span."""
     path = Path(path)
-    with _open_text(path) as file:
+    with _open_text(path, encoding) as file:
         try:
             squad = json.load(file)
         except json.JSONDecodeError as error:
@@ -277,9 +282,17 @@ def read_squad(path: str | os.PathLike) -> list[QAExample]:
     return _non_empty(examples, path)
 
 
+def _answer_start(value: Any, question_id: str, path: Path) -> int:
+    """A character offset: an int, or an int written as text (some exports quote it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise DataError(f"{path}: question {question_id}: answer_start {json.dumps(value)[:40]} is not a character "
+                        "position (a whole number)")
+    return int(value)
+
+
 def _qa_example(question: Mapping[str, Any], context: str, path: Path) -> QAExample:
     question_id = str(question["id"])
-    answers = [{"text": answer["text"], "answer_start": int(answer["answer_start"])}
+    answers = [{"text": answer["text"], "answer_start": _answer_start(answer["answer_start"], question_id, path)}
                for answer in question.get("answers", [])]
     for answer in answers:
         start, text = answer["answer_start"], answer["text"]

@@ -7,9 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from minibert.errors import spelled
 from minibert.training.errors import TrainingError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -27,7 +28,9 @@ class TrainingArguments:
     warmup_ratio: float = 0.0  # alternative to warmup_steps: a fraction of the total steps
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0  # None: no clipping
-    precision: str = "fp32"  # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only
+    # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only; "auto": bf16 where a probe of
+    # the first step shows it faster here, else fp32 (training/precision.py)
+    precision: str = "fp32"
     device: str | None = None  # None: cuda if available, else cpu
     # Cadence, in optimizer steps; 0 = only at the end of the run.
     eval_every: int = 0
@@ -38,17 +41,27 @@ class TrainingArguments:
     greater_is_better: bool | None = None  # None: lower is better when the name contains "loss" or "perplexity"
     early_stopping_patience: int | None = None  # stop after this many evaluations without improvement
     seed: int = 0
-    resume: bool = False  # continue from output_dir/checkpoints if one is there
+    resume: bool = False  # continue from output_dir/checkpoints (an error when there is none)
+    # A new run in a folder that holds an earlier run's checkpoints, metrics or final model is refused unless this
+    # is set (as in transformers' Trainer scripts); the earlier files are replaced only as the new ones are saved.
+    overwrite_output_dir: bool = False
     num_workers: int = 0  # DataLoader worker processes; results do not depend on it
-    progress_bar: bool = True
+    progress_bar: bool | None = True  # True: a tqdm bar; False: a line every log_every steps; None: silent
     plot: bool = True  # output_dir/curves.png, when matplotlib is installed
 
     def __post_init__(self) -> None:
         def positive(name: str, allow_zero: bool = False) -> None:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
-                bound = "a non-negative" if allow_zero else "a positive"
-                raise TrainingError(f"TrainingArguments: {name} must be {bound} integer, got {value!r}")
+                bound = "an integer >= 0" if allow_zero else "a positive integer"
+                raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
+
+        def finite(name: str, low: float, low_allowed: bool) -> None:
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not (value >= low if low_allowed else value > low)):
+                bound = f"a number >= {low:g}" if low_allowed else f"a number above {low:g}"
+                raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
 
         for name in ("num_epochs", "per_device_batch_size", "grad_accumulation_steps", "log_every"):
             positive(name)
@@ -56,18 +69,25 @@ class TrainingArguments:
             positive(name, allow_zero=True)
         if self.max_steps is not None:
             positive("max_steps")
+        finite("learning_rate", 0.0, low_allowed=True)  # 0: a run that only evaluates, or a test's
+        finite("weight_decay", 0.0, low_allowed=True)
         if self.precision not in PRECISIONS:
             raise TrainingError(f"TrainingArguments: precision must be one of {', '.join(PRECISIONS)}, "
                                 f"got {self.precision!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise TrainingError(f"TrainingArguments: warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}")
+            raise TrainingError(f"{spelled('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio!r}")
         if self.warmup_steps and self.warmup_ratio:
-            raise TrainingError("TrainingArguments: give warmup_steps or warmup_ratio, not both")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise TrainingError(f"TrainingArguments: max_grad_norm must be positive or None, "
-                                f"got {self.max_grad_norm!r}")
-        if self.early_stopping_patience is not None and self.keep_best_metric is None:
-            raise TrainingError("TrainingArguments: early_stopping_patience needs keep_best_metric (what to watch)")
+            raise TrainingError(f"give {spelled('warmup_steps')} or {spelled('warmup_ratio')}, not both")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise TrainingError(f"{spelled('max_grad_norm')} must be positive or None, got {self.max_grad_norm!r}")
+        if self.early_stopping_patience is not None:
+            positive("early_stopping_patience")
+            if self.keep_best_metric is None:
+                raise TrainingError(f"{spelled('early_stopping_patience')} needs keep_best_metric (a metric to "
+                                    "watch, on an evaluation set)")
+        if self.resume and self.overwrite_output_dir:
+            raise TrainingError(f"give {spelled('resume')} (continue the run in {self.output_dir}) or "
+                                f"{spelled('overwrite_output_dir')} (replace it), not both")
 
     def warmup_for(self, total_steps: int) -> int:
         return self.warmup_steps or math.ceil(self.warmup_ratio * total_steps)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,14 +23,18 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from minibert.errors import spelled
 from minibert.training import checkpointing, distributed
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
 from minibert.training.checkpointing import TrainState
 from minibert.training.curves import plot_curves
 from minibert.training.errors import TrainingError
-from minibert.training.optim import build_optimizer, linear_warmup_decay
+from minibert.training.fingerprint import dataset_fingerprint
+from minibert.training.optim import build_optimizer, linear_warmup_decay, set_schedule
+from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.reporting import MetricsLog, Progress
+from minibert.training.run_folder import check_output_dir, describe_resume, hold_output_dir
 from minibert.training.task import Task, to_device
 
 logger = logging.getLogger("minibert")
@@ -56,14 +58,22 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
     """Train `model` on `task` (see task.py); under torchrun, one process per device, data-parallel.
 
     Writes to args.output_dir: checkpoints/ (see checkpointing.py), metrics.jsonl, curves.png, and final/ (the
-    trained model, `save_pretrained` format)."""
+    trained model, `save_pretrained` format). The folder is locked for the run (one run at a time); a new run over
+    an earlier one needs args.overwrite_output_dir, and replaces its files only as it saves its own."""
     started = time.perf_counter()
     processes = distributed.setup(args.device)
+    with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
+        return _train(model, task, train_dataset, eval_dataset, args, collate_fn, processes, started)
+
+
+def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Dataset | None,
+           args: TrainingArguments, collate_fn: Callable[[list], dict[str, Any]], processes: distributed.Processes,
+           started: float) -> TrainResult:
     device, world = processes.device, processes.world_size
     output_dir = Path(args.output_dir)
-    check_writable(output_dir)
     if args.precision == "fp16" and device.type != "cuda":
-        raise TrainingError("precision fp16 needs a CUDA device (loss scaling is for its kernels); use bf16 on CPU")
+        raise TrainingError(f"{spelled('precision')} fp16 needs a CUDA device (loss scaling is for its kernels); use "
+                            "bf16 on CPU")
     if args.keep_best_metric and eval_dataset is None:
         raise TrainingError(f"keep_best_metric {args.keep_best_metric!r} needs an eval_dataset")
     seed_everything(args.seed + processes.rank)  # dropout differs between ranks, as in nanoGPT
@@ -74,29 +84,30 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
     steps_per_epoch = len(train_dataset) // examples_per_step
     if steps_per_epoch == 0:
         raise TrainingError(f"the training set has {len(train_dataset)} examples, fewer than one optimizer step "
-                            f"reads ({examples_per_step} = per_device_batch_size x grad_accumulation_steps x "
-                            f"{world} processes)")
+                            f"reads ({examples_per_step} = {spelled('per_device_batch_size')} x "
+                            f"{spelled('grad_accumulation_steps')} x {world} processes)")
     max_steps = args.max_steps or args.num_epochs * steps_per_epoch
-    data_order = {"seed": args.seed, "examples_per_step": examples_per_step, "num_examples": len(train_dataset)}
+    # What resuming must find again; the content hash tells other data of the same size (flipped labels) apart.
+    data_order = {"seed": args.seed, "examples_per_step": examples_per_step, "num_examples": len(train_dataset),
+                  "data_sha256": dataset_fingerprint(train_dataset)}
 
     model.to(device)
     raw_model = model  # DDP wraps `model` below; saving, evaluation and the config use the model itself
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
     scheduler = linear_warmup_decay(optimizer, args.warmup_for(max_steps), max_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")  # a pass-through unless fp16
-    autocast = (nullcontext() if args.precision == "fp32" else
-                torch.autocast(device.type, dtype=torch.bfloat16 if args.precision == "bf16" else torch.float16))
+    precision = resolve_precision(args, model, task, train_dataset, collate_fn, device, max_steps)  # "auto": probed
+    autocast = precision_autocast(precision, device)
 
     state, last_checkpoint = TrainState(), None
-    if args.resume:
+    if args.resume:  # check_output_dir made sure there is a checkpoint
         last_checkpoint = checkpointing.find(output_dir)
-        if last_checkpoint is None:
-            logger.info("resume: no checkpoint in %s, starting from scratch", output_dir)
-        else:
-            state = checkpointing.load(last_checkpoint, model, optimizer, scheduler, scaler, data_order, processes)
-    elif checkpointing.find(output_dir) is not None:
-        logger.warning("%s holds an earlier run's checkpoints; this run replaces them (resume=True continues it)",
-                       output_dir)
+        state, saved_args = checkpointing.load(last_checkpoint, model, optimizer, scheduler, scaler, data_order,
+                                               processes)
+        set_schedule(optimizer, scheduler, args.learning_rate, args.weight_decay)  # this run's, not the saved one's
+        changed = describe_resume(saved_args, args, steps_per_epoch, state.step, scheduler.get_last_lr()[0])
+        if changed and processes.is_main:
+            logger.warning(changed)
     if world > 1:
         # Every parameter must get a gradient at every step (DDP waits for each); see PretrainingTask.loss_terms.
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -106,7 +117,8 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
         eval_dataset, collate_fn, args.per_device_batch_size, args.seed, args.num_workers, pin_memory)
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", state.step if last_checkpoint else None) \
         if processes.is_main else None
-    progress = Progress(processes.is_main and args.progress_bar, max_steps, state.step, args.log_every)
+    progress = Progress(processes.is_main and args.progress_bar is not None, bool(args.progress_bar), max_steps,
+                        state.step, args.log_every)
     eval_metrics: dict[str, float] = {}
     loss_value, tokens_trained, training_time, stopped_early = None, 0.0, 0.0, False
 
@@ -146,11 +158,15 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
             loss_value = sum(losses.values())
             if not math.isfinite(loss_value):
                 terms_text = ", ".join(f"{name}={value}" for name, value in losses.items())
-                raise TrainingError(f"step {state.step + 1}: the loss is {loss_value} ({terms_text}); stopped before "
-                                    f"updating the weights; last good checkpoint: {last_checkpoint or 'none yet'}")
+                raise non_finite(f"the loss is {loss_value} ({terms_text})", state.step + 1, last_checkpoint)
 
             scaler.unscale_(optimizer)  # true gradient scale before clipping (a no-op unless fp16)
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm) if args.max_grad_norm else None
+            # The norm is measured even without clipping (max_norm inf): a finite loss can still give inf/NaN
+            # gradients, and one step with them ruins the weights. fp16's scaler handles its own overflows.
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm or math.inf)
+            if not scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):
+                raise non_finite(f"the gradient norm is {grad_norm.item()} (loss {loss_value:.4g})", state.step + 1,
+                                 last_checkpoint)
             lr = scheduler.get_last_lr()[0]
             scaler.step(optimizer)  # with fp16, skipped when gradients overflowed (the scale then shrinks)
             scaler.update()
@@ -165,9 +181,8 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
             tokens_trained, training_time = tokens_trained + tokens, training_time + step_time
             record = {"step": state.step, "epoch": round(state.epoch + state.step_in_epoch / steps_per_epoch, 4),
                       "lr": lr, "loss": loss_value, **(losses if len(losses) > 1 else {}),
-                      "tokens_per_s": tokens / step_time, "examples_per_s": examples_per_step / step_time}
-            if grad_norm is not None:
-                record["grad_norm"] = grad_norm.item()
+                      "tokens_per_s": tokens / step_time, "examples_per_s": examples_per_step / step_time,
+                      "grad_norm": grad_norm.item()}
 
             last_step = state.step >= max_steps
             evaluating = evaluation is not None and (
@@ -187,20 +202,19 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
             if metrics_log is not None and (state.step % args.log_every == 0 or evaluating or stop):
                 metrics_log.write(record)  # before saving: a checkpoint never runs ahead of metrics.jsonl
             if stop or improved or (args.save_every and state.step % args.save_every == 0):
-                last_checkpoint = checkpointing.save(output_dir, state, raw_model, optimizer, scheduler, scaler,
-                                                     args, data_order, processes)
+                last_checkpoint = checkpointing.save(
+                    output_dir, state, raw_model, optimizer, scheduler, scaler, args, data_order, processes,
+                    last=last_checkpoint, before_commit=metrics_log.commit if metrics_log is not None else None)
             progress.update(record)
             if args.plot and processes.is_main and (evaluating or stop):
-                plot_curves(output_dir / "metrics.jsonl", output_dir / "curves.png")
+                plot_curves(metrics_log.path, output_dir / "curves.png")
             if stop:
                 break
         if not stop:  # the epoch's last step is done
             state.epoch, state.step_in_epoch = state.epoch + 1, 0
 
     progress.close()
-    if processes.is_main:
-        raw_model.save_pretrained(output_dir / "final")
-    distributed.barrier()
+    distributed.on_main(processes, lambda: raw_model.save_pretrained(output_dir / "final"))
     distributed.teardown(processes)
     return TrainResult(final_metrics=eval_metrics, train_loss=loss_value, best_metric=state.best_metric,
                        best_step=state.best_step, steps=state.step, wall_time_s=time.perf_counter() - started,
@@ -208,14 +222,12 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
                        stopped_early=stopped_early, output_dir=output_dir)
 
 
-def check_writable(folder: Path) -> None:
-    """Fail before training, not at the first checkpoint an hour in."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise TrainingError(f"{folder}: output_dir is not writable ({e.strerror or e})") from None
+def non_finite(what: str, step: int, last_checkpoint: Path | None) -> TrainingError:
+    """The error that stops a run at a non-finite loss or gradient, before the weights change."""
+    advice = (f"last good checkpoint: {last_checkpoint} (resume from it with {spelled('resume')} and a lower "
+              f"{spelled('learning_rate')})" if last_checkpoint else
+              f"no checkpoint yet (start again with a lower {spelled('learning_rate')})")
+    return TrainingError(f"step {step}: {what}; stopped before updating the weights; {advice}")
 
 
 def seed_everything(seed: int) -> None:

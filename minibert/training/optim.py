@@ -47,3 +47,17 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, tot
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return LambdaLR(optimizer, factor)
+
+
+def set_schedule(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, learning_rate: float,
+                 weight_decay: float) -> None:
+    """Make a restored optimizer and scheduler follow this run's peak learning rate, schedule and weight decay
+    from the step they are at. The schedule's shape comes from `scheduler`'s lambdas (built from this run's
+    arguments); a checkpoint restores only the step and the peak rate it was saved with, which a resumed run with
+    a new learning rate (recovering from a divergence) or more steps must replace, not keep."""
+    scheduler.base_lrs = [learning_rate] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["initial_lr"] = learning_rate
+        group["lr"] = learning_rate * factor(scheduler.last_epoch)
+    optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group (see parameter_groups)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from minibert.io import atomic_write_text
+from minibert.io import atomic_write_text, temp_name
 
 try:
     from tqdm.auto import tqdm
@@ -17,13 +18,26 @@ except ImportError:  # tqdm is optional (the "progress" extra); plain lines repl
 
 
 class MetricsLog:
-    """Appends records to output_dir/metrics.jsonl. A fresh run starts the file empty; a resumed run keeps the
-    records up to the checkpoint's step and drops the later ones, which the resumed run writes again."""
+    """Appends records to output_dir/metrics.jsonl. A resumed run keeps the records up to the checkpoint's step
+    and drops the later ones, which the resumed run writes again. A fresh run over an earlier run's file writes to
+    a temporary file beside it, which replaces the earlier history only when the new run's first checkpoint is
+    committed (`commit`): until then the folder's checkpoint and metrics still belong together."""
 
     def __init__(self, path: Path, resumed_step: int | None):
-        self.path = path
-        kept = [line for line in self.read(path) if resumed_step is not None and line["step"] <= resumed_step]
-        atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+        self.target = path
+        if resumed_step is not None:
+            kept = [line for line in self.read(path) if line["step"] <= resumed_step]
+            atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+            self.path = path
+        else:
+            self.path = path.parent / temp_name(path.name) if path.exists() else path
+            self.path.write_text("", encoding="utf-8")
+
+    def commit(self) -> None:
+        """Make this run's records the folder's metrics.jsonl (called as its first checkpoint is committed)."""
+        if self.path != self.target:
+            os.replace(self.path, self.target)
+            self.path = self.target
 
     @staticmethod
     def read(path: Path) -> list[dict[str, Any]]:
@@ -50,18 +64,20 @@ def _short(record: dict[str, Any]) -> str:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps showing loss and throughput, or, without tqdm, a line every
-    `log_every` steps; nothing when disabled (progress_bar=False, and on every rank but 0)."""
+    """A tqdm bar over optimizer steps showing loss and throughput; or, with progress_bar=False or without tqdm,
+    a line on stderr every `log_every` steps (with the evaluation's metrics when there was one); nothing on ranks
+    other than 0."""
 
-    def __init__(self, enabled: bool, total: int, initial: int, log_every: int):
+    def __init__(self, enabled: bool, bar: bool, total: int, initial: int, log_every: int):
         self.enabled, self.total, self.log_every = enabled, total, log_every
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) if enabled and tqdm else None
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) \
+            if enabled and bar and tqdm else None
 
     def update(self, record: dict[str, Any]) -> None:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(_short(record), refresh=False)
-        elif self.enabled and (record["step"] % self.log_every == 0 or any(k.startswith("eval_") for k in record)):
+        elif self.enabled and record["step"] % self.log_every == 0:
             print(f"step {record['step']}/{self.total} {_short(record)}", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ sampling noise at these sample sizes (all runs are seeded, so the results are al
 
 import itertools
 import pickle
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from torch.utils.data import DataLoader
 
 from minibert.data.corpus import iter_documents
 from minibert.data.masking import IGNORE_INDEX, Masker, num_to_predict, subword_table
-from minibert.data.pretraining import (PretrainingOptions, create_examples_in_memory, generate_examples,
-                                       truncate_seq_pair)
+from minibert.data.pretraining import (PretrainingOptions, create_examples_from_document, create_examples_in_memory,
+                                       generate_examples, truncate_seq_pair)
 from minibert.data.pretraining_shards import PretrainingDataset, collate_pretraining, prepare_pretraining_data
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
@@ -289,3 +290,81 @@ def test_real_wikipedia_smoke(tmp_path, tokenizer, wiki_json):
     assert 0.5 < random_share < 0.75, f"random-next share {random_share:.2f} out of the expected range"
     text = tokenizer.decode(dataset[0]["input_ids"])
     assert len(text.split()) > 10, f"the first example decodes to too little text: {text!r}"
+
+
+# -- next-sentence pairs as Google's create_pretraining_data.py builds them, traced sentence by sentence ----------
+def traced_corpus(sentences_per_document: list[int], tokens_per_sentence: int = 1) -> list[list[list[int]]]:
+    """Tokenized documents whose sentence s of document j is `tokens_per_sentence` copies of the id 1000 + 100 j + s,
+    so every token says where it came from."""
+    return [[[1000 + 100 * j + s] * tokens_per_sentence for s in range(n)]
+            for j, n in enumerate(sentences_per_document)]
+
+
+def segments(example) -> tuple[list[int], list[int]]:
+    """The sentence ids of segment A and of segment B (consecutive copies of an id are one sentence)."""
+    a, b = example.input_ids[1:example.b_start - 1], example.input_ids[example.b_start:-1]
+    return ([int(i) for k, i in enumerate(a) if k == 0 or a[k - 1] != i],
+            [int(i) for k, i in enumerate(b) if k == 0 or b[k - 1] != i])
+
+
+def examples_of_each_document(corpus, options, tokenizer, seeds):
+    """(document index, its examples) for every document of the corpus, with each seed."""
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for index in range(len(corpus)):
+            yield index, create_examples_from_document(corpus, index, options, tokenizer, None, rng)
+
+
+def test_sentences_left_over_by_a_random_b_start_the_next_example(tokenizer):
+    # One-token sentences: a chunk ends exactly at its target length, so nothing is ever truncated, and every
+    # sentence of the document must show up in A, or in an "is next" B, exactly once and in order.
+    corpus = traced_corpus([30, 25, 12, 40, 1, 9])
+    options = PretrainingOptions(max_seq_length=16, short_seq_prob=0.0)
+    put_back = 0  # random Bs whose chunk had sentences after A
+    for index, examples in examples_of_each_document(corpus, options, tokenizer, seeds=range(40)):
+        used = []
+        for example in examples:
+            a, b = segments(example)
+            assert a, "segment A must never be empty"
+            used += a
+            if example.next_sentence_label == 0:
+                assert b == list(range(a[-1] + 1, a[-1] + 1 + len(b))), f"an 'is next' B must continue A: {a} {b}"
+                used += b
+            else:
+                source = {sentence // 100 for sentence in b}
+                assert len(source) == 1 and source != {10 + index} and b == list(range(b[0], b[0] + len(b))), \
+                    f"a random B must be consecutive sentences of one other document: {b}"
+                chunk = min(options.max_num_tokens, corpus[index][-1][0] - a[0] + 1)  # the target, or the rest
+                put_back += len(a) < chunk
+        assert used == [sentence[0] for sentence in corpus[index]], \
+            f"document {index}: its sentences should each be used once, in order, when the sentences after a " \
+            f"random B's A are put back; used {used}"
+    assert put_back > 200, f"test setup: random Bs should often leave sentences to put back, did {put_back} times"
+
+
+def test_one_sentence_chunks_always_take_a_random_b(tokenizer):
+    options = PretrainingOptions(max_seq_length=16, short_seq_prob=0.0)
+    # Sentences of 20 tokens each fill a chunk alone; a one-sentence document is one chunk of one sentence.
+    long_sentences = traced_corpus([4, 3, 5, 1, 2], tokens_per_sentence=20)
+    labels = [example.next_sentence_label
+              for _, examples in examples_of_each_document(long_sentences, options, tokenizer, seeds=range(30))
+              for example in examples]
+    assert len(labels) == 30 * 15 and set(labels) == {1}, \
+        f"every one-sentence chunk must take a random B (label 1), got {labels.count(0)} 'is next' of {len(labels)}"
+    # The control: chunks of many one-token sentences take a random B about half the time.
+    short_sentences = traced_corpus([40, 40, 40, 40])
+    labels = [example.next_sentence_label
+              for _, examples in examples_of_each_document(short_sentences, options, tokenizer, seeds=range(30))
+              for example in examples]
+    assert 0.4 < np.mean(labels) < 0.6, f"multi-sentence chunks should be random half the time: {np.mean(labels):.2f}"
+
+
+def test_each_dupe_factor_pass_draws_new_pairs(tokenizer, make_documents):
+    documents = make_documents(12, 10, 20, seed=11)
+    options = PretrainingOptions(max_seq_length=64, short_seq_prob=0.1, dupe_factor=5, dynamic_masking=True, seed=11)
+    examples = list(generate_examples(documents, tokenizer, options))
+    copies = Counter((tuple(e.input_ids.tolist()), e.b_start, e.next_sentence_label) for e in examples)
+    # Were the splits, random Bs and target lengths drawn once and reused, each example would occur 5 times.
+    assert max(copies.values()) < 5 and np.mean(list(copies.values())) < 1.5, \
+        f"each of the 5 passes should draw its own A/B splits: {len(examples)} examples, {len(copies)} distinct, " \
+        f"the most repeated {max(copies.values())} times"

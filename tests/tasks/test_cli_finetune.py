@@ -49,6 +49,10 @@ def test_finetune_then_predict_from_a_file(checkpoint, sentiment, tmp_path, caps
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [(r["text"], r["label"]) for r in results] == [("the movie was good", "pos"), ("bad plot", "neg")], results
     assert all(sum(r["probabilities"].values()) == pytest.approx(1.0) for r in results), "probabilities sum to 1"
+    status = main(["predict", str(model_dir), "--input", str(tmp_path / "in.txt"), "--output",
+                   str(tmp_path / "int8.jsonl"), "--int8"])
+    int8 = [json.loads(line) for line in (tmp_path / "int8.jsonl").read_text().splitlines()]
+    assert status == 0 and [r["label"] for r in int8] == ["pos", "neg"], f"predict --int8 changed the answer: {int8}"
 
 
 def test_predict_reads_stdin_and_writes_stdout(checkpoint, sentiment, tmp_path, capsys, monkeypatch):

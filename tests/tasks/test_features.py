@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from minibert.errors import DataError
-from minibert.tasks.features import (IGNORE_INDEX, Feature, collate, decode_qa_predictions, encode_classification,
-                                     encode_qa, encode_token_classification, sort_by_length, word_predictions)
+from minibert.tasks.features import (IGNORE_INDEX, Feature, collate, encode_classification, encode_qa,
+                                     encode_token_classification, sort_by_length, word_predictions)
+from minibert.tasks.qa_decoding import QADecoding, decode_answers
 from minibert.tasks.readers import QAExample, TaggedSentence, TextExample
 from minibert.tokenizer import BertTokenizer
 
@@ -125,6 +126,12 @@ def oracle_logits(features, width: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, ends
 
 
+def decode_qa_predictions(examples, features, starts, ends, null_score_threshold=None, **settings) -> dict[str, str]:
+    """Answer texts by example id (SQuAD 1.1 decoding, never "", unless a threshold is given)."""
+    decoding = QADecoding(null_score_threshold=null_score_threshold, **settings)
+    return {qid: answer.text for qid, answer in decode_answers(examples, features, starts, ends, decoding).items()}
+
+
 def context_tokens(window) -> list[tuple[int, int]]:
     return [offset for offset in window.offsets if offset is not None]
 
@@ -176,7 +183,7 @@ def test_v2_no_answer_decodes_to_empty_string(tokenizer):
     for row, feature in enumerate(features):
         if feature.example_id == "none":
             starts[row, 0] = ends[row, 0] = 10.0
-    answers = decode_qa_predictions([answerable, impossible], features, starts, ends, version_2=True)
+    answers = decode_qa_predictions([answerable, impossible], features, starts, ends, null_score_threshold=0.0)
     assert answers == {answerable.id: ANSWER, "none": ""}, f"v2 should answer '' when null scores best: {answers}"
 
 

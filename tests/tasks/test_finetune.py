@@ -32,7 +32,7 @@ VOCAB = [*SPECIAL_TOKENS, *FILLERS, *POSITIVE, *NEGATIVE, *PEOPLE, *SURNAMES, *P
 # Small enough to train in about a second, big enough to learn these tasks.
 TINY = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=128, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-FAST = dict(per_device_batch_size=16, learning_rate=2e-3, warmup_ratio=0.1, progress_bar=False, plot=False,
+FAST = dict(per_device_batch_size=16, learning_rate=2e-3, warmup_ratio=0.1, progress_bar=None, plot=False,
             log_every=1)
 
 

@@ -1,5 +1,6 @@
 """Metrics against values worked out by hand (the arithmetic is in the comments), the seqeval README example
-and the official SQuAD normalisation."""
+and the official SQuAD normalisation; and against the reference implementations on random and edge-case inputs:
+scikit-learn (accuracy, F1, MCC), scipy (Pearson, Spearman with ties) and seqeval (entity P/R/F1, default mode)."""
 
 import math
 
@@ -139,3 +140,101 @@ def test_compute_metrics_returns_each_kinds_main_metric():
     assert "f1" not in compute_metrics("classification", [0, 2], [0, 1]), "binary F1 only for 0/1 labels"
     with pytest.raises(ValueError, match="unknown task kind"):
         compute_metrics("translation", [], [])
+
+
+# -- against the reference implementations: scikit-learn, scipy, seqeval ------------------------------------------
+def label_pairs(seed: int):
+    """(predictions, references) of random class ids, and edge cases: all right, all wrong, one class only, a
+    class only predicted, a class only in the references, a single example."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        n, classes = int(rng.integers(1, 60)), int(rng.integers(2, 6))
+        yield rng.integers(0, classes, n), rng.integers(0, classes, n)
+    yield [0, 1, 2, 1], [0, 1, 2, 1]
+    yield [1, 0, 1, 0], [0, 1, 0, 1]
+    yield [1, 1, 1], [1, 1, 1]
+    yield [0, 0, 0], [1, 1, 1]
+    yield [0, 2, 1, 1], [0, 1, 1, 0]
+    yield [0, 1, 1, 1], [0, 1, 3, 3]
+    yield [1], [0]
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")  # sklearn's note on the one-class cases
+def test_classification_metrics_equal_scikit_learn():
+    from sklearn import metrics as sk
+
+    for case, (predictions, references) in enumerate(label_pairs(seed=2)):
+        what = f"case {case}: predictions {list(predictions)}, references {list(references)}"
+        assert accuracy(predictions, references) == pytest.approx(sk.accuracy_score(references, predictions)), \
+            f"accuracy differs from sklearn's, {what}"
+        assert accuracy(predictions, references) == pytest.approx(
+            sk.f1_score(references, predictions, average="micro", zero_division=0)), \
+            f"accuracy (single-label micro F1) differs from sklearn's micro F1, {what}"
+        assert macro_f1(predictions, references) == pytest.approx(
+            sk.f1_score(references, predictions, average="macro", zero_division=0)), \
+            f"macro F1 differs from sklearn's, {what}"
+        assert matthews_corrcoef(predictions, references) == pytest.approx(
+            sk.matthews_corrcoef(references, predictions), abs=1e-12), f"MCC differs from sklearn's, {what}"
+        if set(np.unique(predictions)) | set(np.unique(references)) <= {0, 1}:
+            assert binary_f1(predictions, references) == pytest.approx(
+                sk.f1_score(references, predictions, average="binary", pos_label=1, zero_division=0)), \
+                f"binary F1 differs from sklearn's, {what}"
+            assert compute_metrics("classification", predictions, references)["f1"] == pytest.approx(
+                sk.f1_score(references, predictions, zero_division=0)), f"compute_metrics' f1 is not binary, {what}"
+
+
+def test_correlations_equal_scipy_with_and_without_ties():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    cases = [(rng.normal(size=n), rng.normal(size=n)) for n in (2, 3, 10, 200)]
+    cases += [(rng.integers(0, 4, n).astype(float), rng.integers(0, 3, n).astype(float)) for n in (5, 30, 200)]
+    cases += [([1.0, 2.0, 2.0, 2.0, 5.0], [3.0, 3.0, 1.0, 0.0, 3.0]), ([0.5, 0.5, 1.0], [2.0, 1.0, 1.0])]
+    for case, (x, y) in enumerate(cases):
+        what = f"case {case} ({len(x)} values, ties in x: {len(np.unique(x)) < len(x)})"
+        assert pearson(x, y) == pytest.approx(stats.pearsonr(x, y)[0], abs=1e-12), \
+            f"Pearson differs from scipy's, {what}"
+        assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0], abs=1e-12), \
+            f"Spearman differs from scipy's, {what}"
+        assert average_ranks(x).tolist() == stats.rankdata(x, method="average").tolist(), \
+            f"average ranks differ from scipy's rankdata, {what}"
+    with np.errstate(all="ignore"), pytest.warns(stats.ConstantInputWarning):
+        assert math.isnan(stats.spearmanr([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])[0]), "scipy gives nan for constant input"
+    assert spearman([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == 0.0, "constant input should give 0 (documented), not nan"
+
+
+TRICKY_TAGS = [  # (predicted, reference) sentences where BIO is read leniently
+    (["I-PER", "I-PER", "O"], ["B-PER", "I-PER", "O"]),  # I- without B- starts an entity
+    (["B-PER", "B-PER", "I-PER"], ["B-PER", "I-PER", "I-PER"]),  # adjacent entities of the same type
+    (["B-PER", "I-LOC", "I-LOC"], ["B-PER", "B-LOC", "I-LOC"]),  # I- of another type starts a new entity
+    (["O", "I-LOC", "B-LOC", "I-PER"], ["O", "B-LOC", "B-LOC", "B-PER"]),
+    (["B-geo-loc", "I-geo-loc", "O"], ["B-geo-loc", "I-geo-loc", "I-geo-loc"]),  # types with hyphens
+    (["O", "O"], ["O", "O"]),
+    (["B-MISC"], ["O"]),
+]
+
+
+def random_tags(rng: np.random.Generator, n: int) -> list[str]:
+    return [str(tag) for tag in rng.choice(["O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "I-ORG"], n)]
+
+
+def test_entity_scores_equal_seqeval_default_mode():
+    from seqeval import metrics as sq
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = np.random.default_rng(4)
+    corpora = [[pair] for pair in TRICKY_TAGS] + [TRICKY_TAGS]
+    for _ in range(60):  # random corpora of random sentences
+        lengths = rng.integers(1, 12, int(rng.integers(1, 6)))
+        corpora.append([(random_tags(rng, n), random_tags(rng, n)) for n in lengths])
+    for case, corpus in enumerate(corpora):
+        predictions, references = [p for p, _ in corpus], [r for _, r in corpus]
+        expected = {"precision": sq.precision_score(references, predictions, zero_division=0),
+                    "recall": sq.recall_score(references, predictions, zero_division=0),
+                    "f1": sq.f1_score(references, predictions, zero_division=0)}
+        assert entity_scores(predictions, references) == pytest.approx(expected), \
+            f"case {case}: entity P/R/F1 differ from seqeval's {expected} for predictions {predictions}, " \
+            f"references {references}"
+    for predicted, _ in TRICKY_TAGS:  # seqeval's own entity reader, 0-based inclusive ends like ours
+        assert extract_entities(predicted) == get_entities(predicted), \
+            f"entities of {predicted} differ from seqeval's get_entities"

@@ -1,21 +1,27 @@
 """Predictor on tiny fine-tuned models: the right fields for each task, the model's own probabilities whatever the
-batching, results in input order, the task read from the folder, and clear errors for unusable input."""
+batching, results in input order, the task read from the folder, and clear errors for unusable input. A SQuAD 2.0
+model answers "" through `minibert predict`, and its answers there are the ones its evaluation decoded."""
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
 
 import pytest
 import torch
 
+import minibert.tasks.finetune
+from minibert.cli.main import main
 from minibert.errors import CheckpointError, InputError
 from minibert.model import BertForSequenceClassification
 from minibert.tasks.finetune import finetune
 from minibert.tasks.predict import Predictor, predict, read_records
+from minibert.tasks.qa_decoding import QADecoding
 from minibert.tokenizer import BertTokenizer
 
-from .test_finetune import (FAST, classification_rows, make_checkpoint, regression_rows, write_conll, write_csv,
-                            write_squad)
+from .test_finetune import (FAST, FILLERS, PEOPLE, classification_rows, make_checkpoint, regression_rows, squad_json,
+                            write_conll, write_csv, write_squad)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +133,87 @@ def test_read_records_takes_json_objects_and_plain_lines():
         read_records(["good\n", '{"text": \n'], "in.txt")
     with pytest.raises(InputError, match="in.txt: no records"):
         read_records(["\n"], "in.txt")
+
+
+def test_qa_model_trained_without_unanswerable_questions_never_answers_nothing(reader_dir):
+    saved = json.loads((reader_dir / "label_map.json").read_text())["qa_decoding"]
+    assert saved == {"n_best": 20, "max_answer_length": 30, "null_score_threshold": None}, \
+        f"a SQuAD 1.1-style model should be saved with null answers off: {saved}"
+    [result] = predict(reader_dir, [{"question": "who is there ?", "context": "the film was quite good"}])
+    assert result["answer"] != "", "a model trained without unanswerable questions should always give a span"
+
+
+# -- SQuAD 2.0: no answer, end to end -------------------------------------------------------------------------
+def squad_v2_json(n: int, seed: int = 0) -> dict:
+    """squad_json's questions, and as many unanswerable ones: "who is there ?" over fillers with no name."""
+    data = squad_json(n // 2, seed)
+    rng = random.Random(seed + 1)
+    for i in range(n - n // 2):
+        context = " ".join(rng.choice(FILLERS) for _ in range(rng.randint(5, 12)))
+        data["data"][0]["paragraphs"].append({"context": context, "qas": [
+            {"id": f"none{i}", "question": "who is there ?", "answers": [], "is_impossible": True}]})
+    random.Random(seed + 2).shuffle(data["data"][0]["paragraphs"])
+    return {**data, "version": "v2.0"}
+
+
+@pytest.fixture(scope="module")
+def v2_run(checkpoint, tmp_path_factory):
+    """A model fine-tuned on SQuAD 2.0-style data, and the answers its last evaluation decoded (of the final
+    model: the loop evaluates at the last step), caught on their way from the decoder to the metric."""
+    folder = tmp_path_factory.mktemp("qa2")
+    (folder / "train.json").write_text(json.dumps(squad_v2_json(320)), encoding="utf-8")
+    evaluations = []
+    decode = minibert.tasks.finetune.decode_answers
+
+    def recording(examples, *args):
+        answers = decode(examples, *args)
+        evaluations.append((examples, answers))
+        return answers
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(minibert.tasks.finetune, "decode_answers", recording)
+        result = finetune(checkpoint, "qa", folder / "train.json", folder / "run", validation_fraction=0.2,
+                          num_epochs=6, **FAST)
+    return result, evaluations[-1]
+
+
+def test_qa_v2_answers_nothing_through_the_command_line(v2_run, tmp_path):
+    result, _ = v2_run
+    model_dir = result.training.output_dir / "final"
+    questions = [{"id": "name", "question": "who is there ?", "context": "the plot of this film and carol was in it"},
+                 {"id": "none", "question": "who is there ?", "context": "the plot of this film and it was in a scene"}]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
+
+    def answers(*flags: str) -> list[dict]:
+        out = tmp_path / "out.jsonl"
+        assert main(["predict", str(model_dir), "--input", str(tmp_path / "in.jsonl"), "-o", str(out), *flags]) == 0, \
+            f"minibert predict {' '.join(flags)} failed"
+        return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+    named, nameless = answers()
+    assert named["answer"] == "carol", f"the answerable question should get the name, got {named}"
+    assert nameless["answer"] == "" and (nameless["start"], nameless["end"]) == (0, 0), \
+        f"a context without a name should get no answer (\"\"), got {nameless}"
+    assert 0.5 < nameless["score"] <= 1.0, f"no answer wins here, so its probability should be above half: {nameless}"
+    _, nameless = answers("--null-score-threshold", "1000")
+    assert nameless["answer"] != "", f"a huge --null-score-threshold should rule out no-answer, got {nameless}"
+    named, _ = answers("--null-score-threshold", "-1000")
+    assert named["answer"] == "", f"a hugely negative --null-score-threshold should always answer '', got {named}"
+
+
+def test_qa_v2_predict_gives_the_answers_evaluation_decoded(v2_run):
+    result, (examples, evaluated) = v2_run
+    assert result.metrics["exact_match"] > 0.9, f"the v2 model should learn the task first: {result.metrics}"
+    predictor = Predictor.load(result.training.output_dir / "final")
+    assert predictor.decoding == QADecoding(), f"the folder should carry the evaluation's decoding, got " \
+                                               f"{predictor.decoding}"
+    records = [{"question": example.question, "context": example.context} for example in examples]
+    predicted = predictor.predict(records, batch_size=7)
+    assert sum(example.is_impossible for example in examples) > 10, "the validation set should hold unanswerable " \
+                                                                      "questions"
+    for example, result_ in zip(examples, predicted):
+        answer = evaluated[example.id]
+        assert result_["answer"] == answer.text, \
+            f"{example.id}: evaluation decoded {answer.text!r}, predict answered {result_['answer']!r}"
+        assert result_["score"] == pytest.approx(answer.probability, abs=1e-4), \
+            f"{example.id}: evaluation's probability {answer.probability:.5f}, predict's {result_['score']:.5f}"

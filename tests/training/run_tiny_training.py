@@ -24,7 +24,7 @@ if __name__ == "__main__":
         pid_dir = Path(settings.pop("pid_dir"))
         pid_dir.mkdir(parents=True, exist_ok=True)
         (pid_dir / str(os.getpid())).touch()
-    args = TrainingArguments(**{"learning_rate": 1e-3, "progress_bar": False, "plot": False, "log_every": 1,
+    args = TrainingArguments(**{"learning_rate": 1e-3, "progress_bar": None, "plot": False, "log_every": 1,
                                 **settings})
     model = tiny_model(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     train(model, PretrainingTask(), SyntheticPretraining(48, dynamic=True, delay=delay),

@@ -17,14 +17,14 @@ SETTINGS = {"max_steps": 12, "save_every": 4, "per_device_batch_size": 2, "grad_
 
 def start(command: list[str], output_dir: Path, **overrides) -> subprocess.Popen:
     settings = json.dumps({"output_dir": str(output_dir), **SETTINGS, **overrides})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([*command, str(SCRIPT), settings], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
 def finish(run: subprocess.Popen) -> None:
     _, stderr = run.communicate(timeout=180)
-    assert run.returncode == 0, f"training failed:\n{stderr[-3000:]}"
+    assert run.returncode == 0, f"training failed:\n{stderr[-30000:]}"
 
 
 def records(output_dir: Path) -> list[dict]:
@@ -71,3 +71,22 @@ def test_two_processes_resume_after_sigkill(runs):
     assert [r["step"] for r in got] == list(range(1, 13)), f"steps logged after resuming: {[r['step'] for r in got]}"
     worst = max(abs(a["loss"] - b["loss"]) for a, b in zip(expected, got))
     assert worst <= 1e-6, f"killed after step {killed_at} and resumed, the losses differ by up to {worst}"
+
+
+def test_torchrun_with_one_process_starts_the_process_group(monkeypatch):
+    """A one-GPU `torchrun --nproc_per_node 1` run must use nccl as a multi-GPU one does; on CPU, gloo."""
+    import socket
+
+    from minibert.training import distributed
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"TORCHELASTIC_RUN_ID": "test", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(key, value)
+    processes = distributed.setup("cpu")
+    try:
+        assert processes.started_group, "torchrun with one process did not start a process group"
+        assert torch.distributed.get_backend() == "gloo" and processes.world_size == 1
+    finally:
+        distributed.teardown(processes)

@@ -6,6 +6,7 @@ import torch
 from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
 
 from minibert.errors import CheckpointError
+from minibert.io import TEMP_MARK
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
 from minibert.training import (PretrainingTask, SequenceClassificationTask, TrainingArguments, TrainingError,
                                train)
@@ -14,7 +15,7 @@ from minibert.training.batches import EpochBatches
 
 
 def arguments(folder, **overrides):
-    settings = dict(learning_rate=1e-3, log_every=1, progress_bar=False, plot=False, per_device_batch_size=4)
+    settings = dict(learning_rate=1e-3, log_every=1, progress_bar=None, plot=False, per_device_batch_size=4)
     return TrainingArguments(str(folder), **{**settings, **overrides})
 
 
@@ -109,25 +110,27 @@ def test_resume_at_an_epoch_boundary_repeats_the_uninterrupted_run(tmp_path):
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     data = SyntheticPretraining(32)
-    real_save, calls = checkpointing._fsynced_save, []
+    real_save, calls = checkpointing.torch_save, []
 
     def failing_save(obj, path):
         calls.append(path)
         if len(calls) == 3:  # the first file of the second checkpoint
-            raise OSError(28, "No space left on device")
+            raise OSError(28, "No space left on device", str(path))
         real_save(obj, path)
 
-    monkeypatch.setattr(checkpointing, "_fsynced_save", failing_save)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(checkpointing, "torch_save", failing_save)
+    with pytest.raises(CheckpointError, match="step-000004: cannot write the checkpoint .no space left on device"):
         train(tiny_model(), PretrainingTask(), data, None, arguments(tmp_path, max_steps=6, save_every=2), stack)
-    monkeypatch.setattr(checkpointing, "_fsynced_save", real_save)
+    monkeypatch.setattr(checkpointing, "torch_save", real_save)
+    leftovers = [p.name for p in (tmp_path / "checkpoints").iterdir() if TEMP_MARK in p.name]
+    assert not leftovers, f"the failed save should remove its temporary folder at once: {leftovers}"
     last = checkpointing.find(tmp_path)
     assert last is not None and last.name == "step-000002", f"the index should still name step 2, names {last}"
     result = train(tiny_model(), PretrainingTask(), data, None,
                    arguments(tmp_path, max_steps=6, save_every=2, resume=True), stack)
     assert result.steps == 6 and (tmp_path / "final").is_dir(), "resuming from the kept checkpoint should finish"
-    leftovers = [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
-    assert not leftovers, f"temporary folders should be cleaned up by the next save: {leftovers}"
+    leftovers = [p.name for p in (tmp_path / "checkpoints").iterdir() if TEMP_MARK in p.name]
+    assert not leftovers, f"temporary folders should be cleaned up: {leftovers}"
 
 
 def test_resume_with_another_model_config_names_the_keys(tmp_path):
