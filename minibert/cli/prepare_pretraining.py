@@ -44,12 +44,18 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of pairs, masks and the held-out split (default 12345, the original's)")
 
 
-def data_options(args: argparse.Namespace) -> PretrainingOptions | None:
-    """The PretrainingOptions the flags ask for, or None when no data flag was given."""
+def given_data_options(args: argparse.Namespace) -> dict:
+    """The PretrainingOptions fields the flags set (those given on the command line only)."""
     names = [*DATA_OPTIONS, "whole_word_mask", "dynamic_masking", "nsp"]
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.data_seed is not None:
         given["seed"] = args.data_seed
+    return given
+
+
+def data_options(args: argparse.Namespace) -> PretrainingOptions | None:
+    """The PretrainingOptions the flags ask for, or None when no data flag was given."""
+    given = given_data_options(args)
     return PretrainingOptions(**given) if given else None
 
 

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from minibert.config import PRESETS, BertConfig
 from minibert.pretraining.corpus import corpus_files, iter_documents
 from minibert.pretraining.examples import PretrainingOptions
+from minibert.pretraining.initialisation import INITS, InitScheme, init_scheme, initialise
 from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
                                               read_meta, vocab_sha256, write_pretraining_data)
 from minibert.errors import ConfigError, DataError, spelled
@@ -58,6 +59,7 @@ from minibert.training.optim import build_optimizer
 from minibert.training.processes import Processes, end_processes, on_main, start_processes
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.pretraining.objective import PretrainingTask
+from minibert.pretraining.wordpiece import train_wordpiece
 from minibert.training.run_folder import check_output_dir, hold_output_dir
 
 logger = logging.getLogger("minibert")
@@ -136,6 +138,29 @@ def eval_options(options: PretrainingOptions) -> PretrainingOptions:
     """The held-out set is masked once, at preparation, and not duplicated: every evaluation then scores the same
     predictions, and copies with other masks would cost evaluation time without measuring anything new."""
     return dataclasses.replace(options, dupe_factor=1, dynamic_masking=False, seed=options.seed + 1)
+
+
+def learn_tokenizer(corpus: Sequence[PathLike], vocab_size: int, folder: PathLike, *, corpus_format: str = "auto",
+                    text_field: str = "text", eval_fraction: float = 0.01,
+                    seed: int = PretrainingOptions.seed) -> BertTokenizer:
+    """A WordPiece vocabulary of `vocab_size` learnt from the training side of the held-out split (the documents
+    `prepare_data` trains on with the same `eval_fraction` and data `seed`), so held-out text stays unseen; saved
+    to `folder`, and reused from there when it was learnt from the same files with the same settings."""
+    folder = Path(folder)
+    source = {"corpus": [{"path": str(path.resolve()), "size": path.stat().st_size,
+                          "mtime_ns": path.stat().st_mtime_ns} for path in corpus_files(corpus)],
+              "format": corpus_format, "text_field": text_field, "vocab_size": vocab_size,
+              "eval_fraction": eval_fraction, "seed": seed}
+    record = folder / "learnt_from.json"
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == source:
+        return BertTokenizer.from_pretrained(folder)
+    documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
+    if eval_fraction:
+        documents = split_documents(documents, False, eval_fraction, seed)
+    tokenizer = train_wordpiece(documents, vocab_size)
+    tokenizer.save_pretrained(folder)
+    atomic_write_text(record, json.dumps(source, indent=2) + "\n")
+    return tokenizer
 
 
 # -- preparing data -----------------------------------------------------------------------------------------------
@@ -315,7 +340,7 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
              text_field: str = "text", eval_corpus: PathLike | Sequence[PathLike] | None = None,
              eval_fraction: float = 0.01, data_dir: PathLike | None = None, model: PathLike | BertConfig | None = None,
              init_from: PathLike | None = None, options: PretrainingOptions | None = None,
-             max_minutes: float | None = None) -> TrainResult:
+             max_minutes: float | None = None, init: str | InitScheme = "bert") -> TrainResult:
     """Pretrain BERT (MLM + NSP, or MLM only when `options.nsp` is False) and write `args.output_dir/final`.
 
     Data: `corpus` (files or folders of `corpus_format`, see minibert.pretraining.corpus) is prepared with `options` into
@@ -323,14 +348,15 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     `eval_corpus`, else `eval_fraction` of the corpus's documents. Model: `model` (a preset name, a config.json
     or a BertConfig) from scratch, or `init_from` a checkpoint to continue pretraining. `tokenizer` defaults to
     the checkpoint's. `max_minutes` sets max_steps (capped by args.max_steps) so that training and evaluation
-    take about that long (see `steps_for_budget`).
+    take about that long (see `steps_for_budget`). `init` is how a model from scratch starts: "bert",
+    "local-attention" or an InitScheme (see minibert.pretraining.initialisation).
 
     Every check that does not need the corpus's content (an empty corpus shows only when read) runs before any
     data is prepared. Under torchrun rank 0 prepares the data while the other ranks wait. Returns the loop's
     TrainResult.
     """
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
-    _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes)
+    _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
     check_output_dir(args)  # before preparing data: a run that cannot start must not cost a preparation
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
@@ -350,7 +376,8 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     processes = start_processes(args.device)
     try:
         with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
-            result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes)
+            result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes,
+                                        init)
     except BaseException:
         end_processes(processes, failed=True)
         raise
@@ -360,20 +387,24 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
 
 def _prepare_and_train(args: TrainingArguments, processes: Processes, data, tokenizer: BertTokenizer,
                        config: BertConfig, options: PretrainingOptions, init_from: PathLike | None,
-                       max_minutes: float | None) -> TrainResult:
+                       max_minutes: float | None, init: str | InitScheme) -> TrainResult:
     prepared = on_main(processes, data)
     train_dataset = PretrainingDataset(prepared.train, tokenizer=tokenizer)
     eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
     collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
     bert = build_model(config, options.nsp, init_from, args.seed)
+    if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
+        scheme = init_scheme(init)
+        initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None)
+    task = PretrainingTask(tokenizer.mask_id)
     if max_minutes is not None:
         # The budget's timing needs the precision the run will use: resolve "auto" once, here.
         args = dataclasses.replace(args, precision=resolve_precision(
-            args, bert.to(processes.device), PretrainingTask(), train_dataset, collate, processes.device))
+            args, bert.to(processes.device), task, train_dataset, collate, processes.device))
         budget = on_main(processes, lambda: steps_for_budget(
             max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
         args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
-    result = train(bert, PretrainingTask(), train_dataset, eval_dataset, args, collate)
+    result = train(bert, task, train_dataset, eval_dataset, args, collate)
     # final/ then loads on its own, in any library
     on_main(processes, lambda: tokenizer.save_pretrained(result.output_dir / "final"))
     return result
@@ -386,7 +417,7 @@ def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
 
 
 def _check_choices(args: TrainingArguments, tokenizer, corpus: list, data_dir: PathLike | None, model, init_from,
-                   options: PretrainingOptions | None, max_minutes: float | None) -> None:
+                   options: PretrainingOptions | None, max_minutes: float | None, init) -> None:
     """Arguments that exclude or need each other."""
     if tokenizer is None and init_from is None:
         raise TrainingError("give a tokenizer (a model from scratch has none of its own)")
@@ -398,6 +429,8 @@ def _check_choices(args: TrainingArguments, tokenizer, corpus: list, data_dir: P
     if data_dir is not None and options is not None:
         raise TrainingError("data options are fixed when data is prepared; they cannot change for a prepared "
                             "data folder")
+    if init_scheme(init) != INITS["bert"] and init_from is not None:
+        raise TrainingError(f"init {init!r} is for a model from scratch; a checkpoint (init_from) has its weights")
     if max_minutes is not None and not max_minutes > 0:
         raise TrainingError(f"{spelled('max_minutes')} must be positive, got {max_minutes}")
     if max_minutes is not None and args.resume:

@@ -43,7 +43,9 @@ def plot_curves(metrics_path: Path, image_path: Path) -> None:
     if accuracy_keys:
         accuracy_axis = axes[0][1]
         for key in accuracy_keys:
-            accuracy_axis.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), label=key, marker="o")
+            baseline = "unigram" in key or "majority" in key  # what guessing scores: dashed, no markers
+            accuracy_axis.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), label=key,
+                               linestyle="--" if baseline else "-", marker=None if baseline else "o")
         accuracy_axis.set(xlabel="step", ylabel="accuracy", title="evaluation accuracy")
         accuracy_axis.legend()
     fig.tight_layout()

@@ -2,12 +2,12 @@ import math
 
 import pytest
 import torch
-from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
+from synthetic_training import MASK_ID, VOCAB, SyntheticPretraining, stack, tiny_model
 
 from minibert.model import (BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
 from minibert.finetuning.objective import QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask
-from minibert.pretraining.objective import PretrainingTask
+from minibert.pretraining.objective import MaskedLMTally, PretrainingTask
 
 
 def mean_from_terms(terms):
@@ -30,10 +30,45 @@ def test_pretraining_evaluate_reports_accuracy_and_perplexity():
     data = SyntheticPretraining(8)
     loader = [stack([data[i] for i in range(j, j + 4)]) for j in (0, 4)]
     metrics = PretrainingTask().evaluate(tiny_model(), loader)
-    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "perplexity", "nsp_loss", "nsp_accuracy", "loss"}, metrics
+    assert set(metrics) == {"mlm_loss", "mlm_accuracy", "mlm_unigram_accuracy", "perplexity", "nsp_loss",
+                            "nsp_accuracy", "nsp_majority_accuracy", "loss"}, metrics
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["mlm_loss"])), "perplexity is exp(MLM loss)"
     assert 0 <= metrics["mlm_accuracy"] <= 1 and 0 <= metrics["nsp_accuracy"] <= 1, metrics
     assert metrics["mlm_loss"] == pytest.approx(math.log(VOCAB), abs=0.3), "an untrained model is near uniform"
+
+
+def test_pretraining_evaluate_splits_accuracy_when_it_knows_the_mask_id():
+    data = SyntheticPretraining(8)  # every target shows [MASK] (MASK_ID) in its input
+    loader = [stack([data[i] for i in range(j, j + 4)]) for j in (0, 4)]
+    metrics = PretrainingTask(mask_token_id=MASK_ID).evaluate(tiny_model(), loader)
+    assert metrics["mlm_accuracy_mask"] == metrics["mlm_accuracy"], f"all targets are [MASK] positions: {metrics}"
+    assert metrics["mlm_accuracy_random"] == 0 and metrics["mlm_accuracy_unchanged"] == 0, metrics
+    labels = torch.cat([batch["labels"][batch["labels"] != -100] for batch in loader])
+    assert metrics["mlm_unigram_accuracy_mask"] == pytest.approx(labels.bincount().max().item() / len(labels)), \
+        "the unigram baseline is the share of the most frequent target"
+    nsp = torch.cat([batch["next_sentence_label"] for batch in loader])
+    assert metrics["nsp_majority_accuracy"] == pytest.approx(nsp.bincount().max().item() / len(nsp)), metrics
+
+
+def test_tally_tells_mask_random_and_unchanged_positions_apart():
+    mask_id, vocab = 3, 10
+    # One sequence, five targets: [MASK] -> 7 (predicted 7: hit), [MASK] -> 7 (predicted 5: miss),
+    # random 9 -> 7 (predicted 7: hit), unchanged 8 -> 8 (predicted 8: hit), unchanged 7 -> 7 (predicted 2: miss).
+    input_ids = torch.tensor([[1, mask_id, mask_id, 9, 8, 7, 2]])
+    labels = torch.tensor([[-100, 7, 7, 7, 8, 7, -100]])
+    predicted = torch.tensor([7, 5, 7, 8, 2])
+    logits = torch.nn.functional.one_hot(predicted, vocab).float()  # (M, V), rows in label order
+    tally = MaskedLMTally(mask_id)
+    tally.add(logits, input_ids, labels)
+    metrics = tally.metrics()
+    assert metrics["mlm_accuracy"] == pytest.approx(3 / 5), metrics
+    assert metrics["mlm_accuracy_mask"] == pytest.approx(1 / 2), f"[MASK] positions: 1 hit of 2, got {metrics}"
+    assert metrics["mlm_accuracy_random"] == 1.0, f"the random position was predicted right, got {metrics}"
+    assert metrics["mlm_accuracy_unchanged"] == pytest.approx(1 / 2), f"unchanged: 1 hit of 2, got {metrics}"
+    assert metrics["mlm_unigram_accuracy"] == pytest.approx(4 / 5), "always guessing 7 gets 4 of 5 targets"
+    assert metrics["mlm_unigram_accuracy_mask"] == 1.0, "both [MASK] targets are 7, the most frequent target"
+    mask_losses = torch.nn.functional.cross_entropy(logits[:2], torch.tensor([7, 7]), reduction="none")
+    assert metrics["mlm_loss_mask"] == pytest.approx(mask_losses.mean().item()), "loss at [MASK] positions"
 
 
 def test_mlm_only_with_a_masked_lm_model():
