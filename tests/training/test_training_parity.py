@@ -23,7 +23,9 @@ import transformers
 from synthetic_training import LENGTH, SyntheticPretraining, stack, tiny_model
 
 from minibert.model import BertForSequenceClassification
-from minibert.training import PretrainingTask, SequenceClassificationTask, TrainingArguments, train
+from minibert.finetuning.objective import SequenceClassificationTask
+from minibert.pretraining.objective import PretrainingTask
+from minibert.training import TrainingArguments, train
 from minibert.training.batches import EpochBatches
 
 STEPS = 200
