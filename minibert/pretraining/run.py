@@ -54,13 +54,14 @@ from minibert.tokenizer import BertTokenizer
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import eval_loader
 from minibert.training.errors import TrainingError
-from minibert.training.loop import TrainResult, train
-from minibert.training.optim import build_optimizer
+from minibert.training.loop import OptimizerStep, TrainResult, train
+from minibert.training.optim import build_optimizer, linear_warmup_decay
 from minibert.training.processes import Processes, end_processes, on_main, start_processes
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.pretraining.objective import PretrainingTask
 from minibert.pretraining.wordpiece import train_wordpiece
 from minibert.training.run_folder import check_output_dir, hold_output_dir
+from minibert.training.task import to_device
 
 logger = logging.getLogger("minibert")
 
@@ -298,34 +299,29 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     rank 0's figure (ranks must agree on the number of steps)."""
     probe = copy.deepcopy(model).to(device).train()
     optimizer = build_optimizer(probe, args.learning_rate, args.weight_decay)
-    task = PretrainingTask()
-    micro_batches = args.grad_accumulation_steps
+    # The loop's own step, on rank 0 alone (world 1: no collectives), with a scaler as the run would have one.
+    step = OptimizerStep(probe, PretrainingTask(), optimizer, linear_warmup_decay(optimizer, 0, probe_steps + 1),
+                         torch.amp.GradScaler(device.type, enabled=args.precision == "fp16"),
+                         precision_autocast(args.precision, device), device, 1, args.max_grad_norm)
     loader = iter(DataLoader(train_dataset, batch_size=args.per_device_batch_size, shuffle=True,
                              collate_fn=collate_fn, generator=torch.Generator().manual_seed(args.seed)))
-    autocast = precision_autocast(args.precision, device)
 
-    def step() -> None:
-        for _ in range(micro_batches):
-            batch = {k: v.to(device) for k, v in next(loader).items()}
-            with autocast:
-                terms = task.loss_terms(probe, batch)
-                loss = sum(total / max(int(count), 1) for total, count in terms.values())
-            loss.backward()
-        if args.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(probe.parameters(), args.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def one_step() -> None:
+        step.backward([to_device(next(loader), device) for _ in range(args.grad_accumulation_steps)])
+        step.clip()
+        step.update()
 
-    step()  # warm-up: first-call allocations and kernel selection
+    one_step()  # warm-up: first-call allocations and kernel selection
     started = time.perf_counter()
     for _ in range(probe_steps):
-        step()
+        one_step()
     step_time = (time.perf_counter() - started) / probe_steps
     eval_time = 0.0
     if eval_dataset is not None:
         started = time.perf_counter()
-        with autocast:
-            task.evaluate(probe, eval_loader(eval_dataset, collate_fn, args.per_device_batch_size, args.seed, 0, False))
+        evaluation = eval_loader(eval_dataset, collate_fn, args.per_device_batch_size, args.seed, 0, False)
+        with step.autocast:
+            step.task.evaluate(probe, evaluation)
         eval_time = time.perf_counter() - started
     per_step = step_time + (eval_time / args.eval_every if args.eval_every and eval_dataset is not None else 0.0)
     steps = max(1, int((minutes * 60 - eval_time) / per_step))  # eval_time: the evaluation after the last step
