@@ -10,7 +10,7 @@ data while the others wait). `minibert -v pretrain ...` also logs data preparati
 import argparse
 from pathlib import Path
 
-from minibert.cli.arg_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from minibert.cli.arg_types import positive_float
 from minibert.cli.prepare_pretraining import (add_corpus_arguments, add_data_arguments, data_options,
                                               given_data_options)
 from minibert.config import PRESETS
@@ -18,16 +18,7 @@ from minibert.pretraining.examples import PretrainingOptions
 from minibert.errors import ConfigError
 from minibert.pretraining.initialisation import INITS
 from minibert.pretraining.recipes import DEFAULT_RECIPE, RECIPES, Recipe
-from minibert.training.args import PRECISIONS
-
-
-# flag -> TrainingArguments field (the flags pretrain passes on), for error messages (minibert.errors.spelled)
-FIELDS = {"max_steps": "max_steps", "epochs": "num_epochs", "batch_size": "per_device_batch_size",
-          "grad_accum": "grad_accumulation_steps", "lr": "learning_rate", "warmup_steps": "warmup_steps",
-          "warmup_ratio": "warmup_ratio", "weight_decay": "weight_decay", "precision": "precision",
-          "device": "device", "eval_every": "eval_every", "save_every": "save_every", "log_every": "log_every",
-          "seed": "seed", "resume": "resume", "overwrite_output_dir": "overwrite_output_dir",
-          "num_workers": "num_workers"}
+from minibert.cli.training_flags import DEFAULTS, EXCLUSIVE, add_training_arguments, given_training_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,62 +40,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "BERT's initialisation; local-attention: attention starts local, see minibert.pretraining.initialisation)")
     p.add_argument("--output-dir", "-o", required=True, help="run folder: data/, checkpoints/, metrics, final/")
 
-    run = p.add_argument_group("training")
-    length = run.add_mutually_exclusive_group()
-    # Defaults of None: the recipe's setting, else TrainingArguments' (the original BERT settings).
-    length.add_argument("--max-steps", type=positive_int,
-                        help="optimizer steps (default: the recipe's, else --epochs passes over the data)")
-    length.add_argument("--epochs", type=positive_int, help="passes over the data (default 1)")
-    run.add_argument("--max-minutes", type=positive_float,
-                     help="set --max-steps from a timing so that training and evaluation take about this long "
-                          "(default: no time budget)")
-    run.add_argument("--batch-size", type=positive_int,
-                     help="examples per device per micro-batch (default: the recipe's, else 32)")
-    run.add_argument("--grad-accum", "--grad-accumulation", type=positive_int, default=1,
-                     help="micro-batches per optimizer step")
-    run.add_argument("--lr", type=positive_float, help="peak learning rate (AdamW; default: the recipe's, else 1e-4)")
-    warmup = run.add_mutually_exclusive_group()
-    warmup.add_argument("--warmup-steps", type=non_negative_int,
-                        help="steps of linear warm-up (default: the recipe's, else 0)")
-    warmup.add_argument("--warmup-ratio", type=fraction,
-                        help="warm-up as a share of all steps (default: the recipe's, else 0)")
-    run.add_argument("--weight-decay", type=non_negative_float,
-                     help="AdamW weight decay (default: the recipe's, else 0.01)")
-    run.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                     help="auto: bf16 where a probe of the first step shows it faster here (on a CPU without "
-                          "native bf16, bf16 is ~10x slower)")
-    run.add_argument("--eval-every", type=non_negative_int, default=0,
-                     help="steps between evaluations (0: at the end only)")
-    run.add_argument("--save-every", type=non_negative_int, default=0,
-                     help="steps between checkpoints (0: at the end only)")
-    run.add_argument("--log-every", type=positive_int, default=10,
-                     help="steps between metrics.jsonl lines and --no-progress log lines")
-    run.add_argument("--seed", type=non_negative_int, default=0, help="model init, data order and dropout")
-    resume = run.add_mutually_exclusive_group()
-    resume.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output-dir (an "
-                        "error when there is none); a changed --lr, --max-steps or --epochs is applied and said")
-    resume.add_argument("--overwrite-output-dir", action="store_true",
-                        help="start a new run in an --output-dir that holds an earlier one (its files are replaced "
-                             "as the new run saves its own)")
-    run.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
-    run.add_argument("--num-workers", type=non_negative_int, default=0, help="data loader processes")
-    run.add_argument("--no-progress", action="store_true",
-                     help="log a line every --log-every steps instead of a progress bar")
+    p.add_argument("--max-minutes", type=positive_float,
+                   help="set --max-steps from a timing so that training and evaluation take about this long "
+                        "(default: no time budget)")
+    recipe_default = "default: the recipe's, else {}"
+    add_training_arguments(p, "training (defaults: the recipe's, else TrainingArguments')",
+                           leave_out=("early_stopping_patience",),  # pretraining keeps no best checkpoint
+                           defaults={"max_steps": "default: the recipe's, else --epochs passes over the data",
+                                     **{field: recipe_default.format(DEFAULTS[field]) for field in RECIPE_FIELDS}})
 
 
-# Flags that override a recipe's training settings, and the TrainingArguments field each sets.
-TRAINING_FLAGS = {"max_steps": "max_steps", "epochs": "num_epochs", "batch_size": "per_device_batch_size",
-                  "lr": "learning_rate", "warmup_steps": "warmup_steps", "warmup_ratio": "warmup_ratio",
-                  "weight_decay": "weight_decay"}
-# Flags that exclude each other: giving one drops the recipe's setting of the other.
-EXCLUSIVE = {"max_steps": "num_epochs", "num_epochs": "max_steps", "warmup_steps": "warmup_ratio",
-             "warmup_ratio": "warmup_steps"}
+# The training settings a recipe may set (flags given override them).
+RECIPE_FIELDS = ("num_epochs", "per_device_batch_size", "learning_rate", "warmup_steps", "warmup_ratio",
+                 "weight_decay")
 
 
 def training_settings(args: argparse.Namespace, recipe: Recipe) -> dict:
-    """The recipe's training settings with the flags given on top."""
-    given = {field: getattr(args, flag) for flag, field in TRAINING_FLAGS.items() if getattr(args, flag) is not None}
-    settings = {k: v for k, v in recipe.training.items() if EXCLUSIVE.get(k) not in given}
+    """The recipe's training settings with the flags given on top; a flag drops the recipe's setting of the flag
+    it excludes (--epochs its max_steps, --warmup-steps its warmup_ratio)."""
+    given = given_training_arguments(args)
+    excluded = {other for pair in EXCLUSIVE for field, other in (pair, pair[::-1]) if field in given}
+    settings = {k: v for k, v in recipe.training.items() if k not in excluded}
     return {**settings, **given}
 
 
@@ -114,12 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from minibert.training.args import TrainingArguments
     from minibert.pretraining.objective import describe_metrics
     chosen = recipe(args.recipe)
-    training = TrainingArguments(
-        args.output_dir, **training_settings(args, chosen), grad_accumulation_steps=args.grad_accum,
-        precision=args.precision, device=args.device, eval_every=args.eval_every, save_every=args.save_every,
-        log_every=args.log_every, seed=args.seed, resume=args.resume, overwrite_output_dir=args.overwrite_output_dir,
-        num_workers=args.num_workers,
-        progress_bar=not args.no_progress)
+    training = TrainingArguments(args.output_dir, **training_settings(args, chosen),
+                                 progress_bar=not args.no_progress)
     given = given_data_options(args)
     if args.data is not None:  # data options were fixed at preparation; pretrain() refuses new ones
         options = data_options(args)
