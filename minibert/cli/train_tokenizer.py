@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from minibert.io import check_output_folder
     from minibert.pretraining.corpus import CorpusStats, iter_documents
     from minibert.pretraining.wordpiece import train_wordpiece
-    from minibert.pretraining.run import warnings_if_successful
+    from minibert.pretraining.corpus import warnings_if_successful
     check_output_folder(Path(args.output), "--output")
     stats = CorpusStats()
     with warnings_if_successful():

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -55,6 +56,17 @@ _OPENERS = "'\"\u201c\u2018(["
 _ABBREVIATIONS = frozenset("""mr mrs ms dr prof rev fr gen col lt sgt capt cmdr sen gov rep st mt ft no nos vs
     fig figs vol approx ca cf ed""".split())
 _DOTTED = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # "e.g", "i.e", "U.S", or a single initial "J"
+
+
+@contextmanager
+def warnings_if_successful() -> Iterator[None]:
+    """Hold back the block's warnings until it succeeds. When it fails, its error says what went wrong, and the
+    warnings that led there ("a.txt: no documents in this file", then the error "empty corpus") only repeat it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def split_sentences(text: str) -> list[str]:

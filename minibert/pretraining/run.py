@@ -30,8 +30,7 @@ import json
 import logging
 import os
 import time
-import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -40,7 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from minibert.config import PRESETS, BertConfig
-from minibert.pretraining.corpus import corpus_files, iter_documents
+from minibert.pretraining.corpus import corpus_files, iter_documents, warnings_if_successful
 from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.initialisation import INITS, InitScheme, init_scheme, initialise
 from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
@@ -229,17 +228,6 @@ def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir:
             move_prepared(built["eval"], prepared.eval)
         atomic_write_text(data_dir / SOURCE, json.dumps(source, indent=2) + "\n")  # the commit point
     return prepared
-
-
-@contextmanager
-def warnings_if_successful() -> Iterator[None]:
-    """Hold back the block's warnings until it succeeds. When it fails, its error says what went wrong, and the
-    warnings that led there ("a.txt: no documents in this file", then the error "empty corpus") only repeat it."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for warning in caught:
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _finished(data_dir: Path, source: dict, prepared: PreparedData) -> bool:
