@@ -209,25 +209,30 @@ def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir:
             raise DataError(f"{data_dir}: the corpus, data options or tokenizer differ from those this data was "
                             f"prepared from ({SOURCE}); a resumed run must read the same data")
         # Built beside the earlier data, which stays whole and in use until the new data is complete.
-        built = {}
-        for name, folder in (("train", prepared.train), ("eval", prepared.eval)):
-            if folder is not None:
-                built[name] = build_beside(folder, cleanup)
+        built = {name: build_beside(folder, cleanup)
+                 for name, folder in (("train", prepared.train), ("eval", prepared.eval)) if folder is not None}
         read = functools.partial(iter_documents, format=corpus_format, text_field=text_field)
-        split = 0.0 if eval_corpus else eval_fraction
         with warnings_if_successful():
-            train_documents = split_documents(read(corpus), False, split, options.seed) if split else read(corpus)
-            _prepare_one(train_documents, tokenizer, built["train"], options)
-            if prepared.eval is not None:
-                eval_documents = read(eval_corpus) if eval_corpus else split_documents(read(corpus), True, split,
-                                                                                        options.seed)
-                _prepare_one(eval_documents, tokenizer, built["eval"], eval_options(options))
+            _prepare_sets(read, corpus, eval_corpus, eval_fraction, tokenizer, built, options)
         (data_dir / SOURCE).unlink(missing_ok=True)  # from here the folder reads as unfinished, for a moment
         move_prepared(built["train"], prepared.train)
         if prepared.eval is not None:
             move_prepared(built["eval"], prepared.eval)
         atomic_write_text(data_dir / SOURCE, json.dumps(source, indent=2) + "\n")  # the commit point
     return prepared
+
+
+def _prepare_sets(read, corpus: Sequence[PathLike], eval_corpus: Sequence[PathLike] | None, eval_fraction: float,
+                  tokenizer: BertTokenizer, built: dict[str, Path], options: PretrainingOptions) -> None:
+    """Write the training set, and the held-out set when `built` has a folder for it: the eval corpus, else the
+    eval_fraction of the corpus's documents."""
+    split = 0.0 if eval_corpus else eval_fraction
+    train_documents = split_documents(read(corpus), False, split, options.seed) if split else read(corpus)
+    _prepare_one(train_documents, tokenizer, built["train"], options)
+    if "eval" in built:
+        eval_documents = read(eval_corpus) if eval_corpus else split_documents(read(corpus), True, split,
+                                                                                options.seed)
+        _prepare_one(eval_documents, tokenizer, built["eval"], eval_options(options))
 
 
 def _finished(data_dir: Path, source: dict, prepared: PreparedData) -> bool:
