@@ -285,7 +285,6 @@ class BertModel(BertPreTrainedModel):
         self.config.vocab_size = vocab_size
 
 
-
 # ----------------------------------------------------------------------------------------------------------------
 # Pooler (BERT §3, "the final hidden vector corresponding to [CLS]"): tanh(dense(h_[CLS])).
 # ----------------------------------------------------------------------------------------------------------------
