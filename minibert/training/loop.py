@@ -202,8 +202,8 @@ class Run:
         if processes.world_size > 1:
             # Every parameter must get a gradient at every step (DDP waits for each); see PretrainingTask.loss_terms.
             model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.step = OptimizerStep(model, task, self.optimizer, self.scheduler, self.scaler, self.autocast, device,
-                                  processes.world_size, args.max_grad_norm)
+        self.stepper = OptimizerStep(model, task, self.optimizer, self.scheduler, self.scaler, self.autocast, device,
+                                     processes.world_size, args.max_grad_norm)
         self.model = model
         self.pin_memory = device.type == "cuda"
         self.evaluation = None if eval_dataset is None else eval_loader(
@@ -260,16 +260,16 @@ class Run:
         """One step, stopped before the weights change when the loss or the gradient is not finite; returns the
         step's record for metrics.jsonl."""
         state, plan = self.state, self.plan
-        losses = self.step.backward(micro_batches)
+        losses = self.stepper.backward(micro_batches)
         self.loss_value = sum(losses.values())
         if not math.isfinite(self.loss_value):
             terms_text = ", ".join(f"{name}={value}" for name, value in losses.items())
             raise non_finite(f"the loss is {self.loss_value} ({terms_text})", state.step + 1, self.last_checkpoint)
-        grad_norm = self.step.clip()
+        grad_norm = self.stepper.clip()
         if not self.scaler.is_enabled() and not bool(torch.isfinite(grad_norm)):  # fp16's scaler handles its own
             raise non_finite(f"the gradient norm is {grad_norm.item()} (loss {self.loss_value:.4g})", state.step + 1,
                              self.last_checkpoint)
-        lr = self.step.update()
+        lr = self.stepper.update()
         state.step += 1
         state.step_in_epoch += 1
         tokens = all_reduce_sum({"tokens": sum(count_tokens(batch) for batch in micro_batches).to(
