@@ -194,10 +194,13 @@ def check_model_tensors(path: Path, saved: Any, expected: dict[str, torch.Tensor
     reshaped = [name for name in expected if name in saved and isinstance(saved[name], torch.Tensor)
                 and saved[name].shape != expected[name].shape]
     if missing or unexpected or reshaped:
-        found = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                          for what, names in (("missing", missing), ("not the model's", unexpected),
-                                              ("other shape", reshaped)) if names)
+        found = "; ".join(f"{what}: {_first_names(names)}" for what, names in (
+            ("missing", missing), ("not the model's", unexpected), ("other shape", reshaped)) if names)
         raise CheckpointError(f"{path}: does not hold this model's weights ({found})")
+
+
+def _first_names(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 TRAINER_KEYS = {"state": dict, "data_order": dict, "args": dict, "model_config": dict}

@@ -283,23 +283,30 @@ class Run:
 
     def after_step(self, record: dict[str, Any]) -> bool:
         """Evaluate, log, save and plot as the arguments ask after this step; returns whether the run stops."""
-        args, state = self.args, self.state
-        last_step = state.step >= self.plan.max_steps
-        evaluating = self.evaluation is not None and (
-            last_step or (args.eval_every > 0 and state.step % args.eval_every == 0))
+        args = self.args
+        last_step = self.state.step >= self.plan.max_steps
+        evaluating = self.evaluation is not None and self.due(args.eval_every, last_step)
         improved = self.evaluate(record) if evaluating else False
         stop = last_step or self.stopped_early
-        if self.metrics_log is not None and (state.step % args.log_every == 0 or evaluating or stop):
+        if self.metrics_log is not None and (self.due(args.log_every) or evaluating or stop):
             self.metrics_log.write(record)  # before saving: a checkpoint never runs ahead of metrics.jsonl
-        if stop or improved or (args.save_every and state.step % args.save_every == 0):
-            self.last_checkpoint = checkpointing.save(
-                self.output_dir, state, self.raw_model, self.optimizer, self.scheduler, self.scaler, args,
-                self.plan.data_order, self.processes, last=self.last_checkpoint,
-                before_commit=self.metrics_log.commit if self.metrics_log is not None else None)
+        if stop or improved or self.due(args.save_every):
+            self.save()
         self.progress.update(record)
         if args.plot and self.processes.is_main and (evaluating or stop):
             plot_curves(self.metrics_log.path, self.output_dir / "curves.png")
         return stop
+
+    def due(self, every: int, last_step: bool = False) -> bool:
+        """Whether the step just done is one of every `every` (0: never but at `last_step`)."""
+        return last_step or (every > 0 and self.state.step % every == 0)
+
+    def save(self) -> None:
+        """A checkpoint of the step just done (checkpointing.py), committed with metrics.jsonl's lines."""
+        self.last_checkpoint = checkpointing.save(
+            self.output_dir, self.state, self.raw_model, self.optimizer, self.scheduler, self.scaler, self.args,
+            self.plan.data_order, self.processes, last=self.last_checkpoint,
+            before_commit=self.metrics_log.commit if self.metrics_log is not None else None)
 
     def evaluate(self, record: dict[str, Any]) -> bool:
         """Evaluate on the held-out set into `record`; track the best checkpoint and early stopping. Returns
