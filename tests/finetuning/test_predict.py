@@ -49,7 +49,8 @@ def tagger_dir(checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reader_dir(checkpoint, tmp_path_factory):
-    return fine_tuned(checkpoint, tmp_path_factory, "qa", lambda path: write_squad(path, 240))
+    # 8 epochs: at 6 the span's end was still one word late for one head initialisation in four (seeds 0-3 tried).
+    return fine_tuned(checkpoint, tmp_path_factory, "qa", lambda path: write_squad(path, 240), epochs=8)
 
 
 TEXTS = ["the movie was good", "awful", "this film and the story and the plot was very very great", "bad actor"]

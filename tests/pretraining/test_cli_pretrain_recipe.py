@@ -72,10 +72,11 @@ def test_cpu_recipe_runs_with_nothing_but_a_corpus(corpus, tmp_path, capsys):
     assert args["learning_rate"] == 1e-3 and args["per_device_batch_size"] == 4 and args["max_steps"] == 3, \
         f"flags should win over the recipe: {args}"
     assert args["warmup_ratio"] == cpu.training["warmup_ratio"], f"the recipe's warm-up should stay: {args}"
-    # A second run with the same corpus reuses the vocabulary it learnt.
+    # A second run with the same corpus reuses the vocabulary it learnt (it replaces the first run, so it says so).
     learnt = (output / "tokenizer" / "learnt_from.json").stat().st_mtime_ns
     assert main(["pretrain", "--corpus", str(corpus), "--recipe", "cpu", "-o", str(output), "--max-steps", "1",
-                 "--max-seq-length", "32", "--eval-fraction", "0.2", "--batch-size", "4", "--no-progress"]) == 0
+                 "--max-seq-length", "32", "--eval-fraction", "0.2", "--batch-size", "4", "--no-progress",
+                 "--overwrite-output-dir"]) == 0
     assert (output / "tokenizer" / "learnt_from.json").stat().st_mtime_ns == learnt, "the vocabulary was relearnt"
 
 
