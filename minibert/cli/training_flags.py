@@ -22,11 +22,16 @@ class Flag:
     help: str
     choices: tuple[str, ...] | None = None
     switch: bool = False  # store_true
+    default: str | None = None  # the default in words, where TrainingArguments' value would not say it
+
+    @property
+    def metavar(self) -> str:
+        return self.spellings[0].lstrip("-").upper().replace("-", "_")
 
 
 # TrainingArguments field -> its flag, in the order --help lists them.
 FLAGS: dict[str, Flag] = {
-    "max_steps": Flag(("--max-steps",), positive_int, "optimizer steps, instead of --epochs passes over the data"),
+    "max_steps": Flag(("--max-steps",), positive_int, "optimizer steps", default="default: --epochs passes over the data"),
     "num_epochs": Flag(("--epochs",), positive_int, "passes over the training set"),
     "per_device_batch_size": Flag(("--batch-size",), positive_int, "examples per device per micro-batch"),
     "grad_accumulation_steps": Flag(("--grad-accumulation", "--grad-accum"), positive_int,
@@ -36,15 +41,15 @@ FLAGS: dict[str, Flag] = {
     "warmup_ratio": Flag(("--warmup-ratio",), fraction, "warm-up as a share of all steps"),
     "weight_decay": Flag(("--weight-decay",), non_negative_float, "AdamW weight decay"),
     "precision": Flag(("--precision",), None, "auto: bf16 where a probe of the first step shows it faster here (on "
-                      "a CPU without native bf16, bf16 is ~10x slower)", choices=PRECISIONS),
+                      "a CPU without native bf16, bf16 is ~10x slower)", choices=PRECISIONS, default="default fp32"),
     "eval_every": Flag(("--eval-every",), non_negative_int, "steps between evaluations (0: at the end only)"),
     "save_every": Flag(("--save-every",), non_negative_int, "steps between checkpoints (0: at the end only)"),
     "log_every": Flag(("--log-every",), positive_int,
                       "steps between metrics.jsonl lines and --no-progress log lines"),
     "early_stopping_patience": Flag(("--early-stopping",), positive_int,
-                                    "stop after N evaluations without improvement of the kept metric"),
+                                    "stop after this many evaluations without improvement of the kept metric"),
     "seed": Flag(("--seed",), non_negative_int, "model init, data order and dropout"),
-    "device": Flag(("--device",), str, "cpu, cuda, cuda:1 (default: cuda if available)"),
+    "device": Flag(("--device",), str, "cpu, cuda, cuda:1", default="default: cuda if available"),
     "num_workers": Flag(("--num-workers",), non_negative_int, "DataLoader worker processes"),
     "resume": Flag(("--resume",), None, "continue from the last checkpoint in --output-dir (an error when there is "
                    "none); a changed --lr, --max-steps or --epochs is applied and said", switch=True),
@@ -59,7 +64,7 @@ DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainingAr
 def add_training_arguments(parser: argparse.ArgumentParser, title: str = "training", *,
                            leave_out: tuple[str, ...] = (), defaults: dict[str, str] | None = None) -> None:
     """The training flags as one argument group. `leave_out` names fields the command has no use for; `defaults`
-    says in words a default the command sets itself (field -> text), instead of TrainingArguments'."""
+    says in words a default the command sets itself (field -> "default: ..."), instead of TrainingArguments'."""
     group = parser.add_argument_group(title)
     exclusive = {}
     for pair in EXCLUSIVE:
@@ -73,15 +78,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, title: str = "traini
         if flag.switch:
             target.add_argument(*flag.spellings, dest=field, action="store_true", default=None, help=flag.help)
             continue
-        said, default = (defaults or {}).get(field), DEFAULTS[field]
-        if said is not None:
-            text = f"{flag.help} ({said})"
-        elif "default" in flag.help:
-            text = flag.help
-        else:
-            text = f"{flag.help} (default {'none' if default is None else default})"
+        said = (defaults or {}).get(field) or flag.default or f"default {DEFAULTS[field]}"
         target.add_argument(*flag.spellings, dest=field, type=flag.type, choices=flag.choices, default=None,
-                            help=text)
+                            metavar=None if flag.choices else flag.metavar, help=f"{flag.help} ({said})")
     group.add_argument("--no-progress", action="store_true",
                        help="log a line every --log-every steps instead of a progress bar")
 
