@@ -31,7 +31,8 @@ class Flag:
 
 # TrainingArguments field -> its flag, in the order --help lists them.
 FLAGS: dict[str, Flag] = {
-    "max_steps": Flag(("--max-steps",), positive_int, "optimizer steps", default="default: --epochs passes over the data"),
+    "max_steps": Flag(("--max-steps",), positive_int, "optimizer steps",
+                      default="default: --epochs passes over the data"),
     "num_epochs": Flag(("--epochs",), positive_int, "passes over the training set"),
     "per_device_batch_size": Flag(("--batch-size",), positive_int, "examples per device per micro-batch"),
     "grad_accumulation_steps": Flag(("--grad-accumulation", "--grad-accum"), positive_int,
