@@ -10,7 +10,6 @@ import contextlib
 import csv
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch

@@ -30,7 +30,7 @@ from minibert.hub import resolve
 from minibert.inference import length_sorted_batches
 from minibert.model import BertPreTrainedModel
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,
-                                     encode_qa, encode_token_classification, word_predictions)
+                                          encode_qa, encode_token_classification, word_predictions)
 from minibert.finetuning.kinds import TaskKind, kind_of_checkpoint, read_label_map, task_kind
 from minibert.finetuning.metrics import extract_entities
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers

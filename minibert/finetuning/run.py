@@ -36,13 +36,14 @@ from minibert.inference import longest_first
 from minibert.model import IGNORE_INDEX, BertPreTrainedModel
 from minibert.output_lock import output_lock
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride,
-                                     encode_classification, encode_qa, encode_token_classification,
-                                     word_predictions)
+                                          encode_classification, encode_qa, encode_token_classification,
+                                          word_predictions)
 from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
-from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task, load_hub_dataset,
-                                    parse_score, read_conll, read_examples, read_glue, read_squad)
+from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task,
+                                         load_hub_dataset, parse_score, read_conll, read_examples, read_glue,
+                                         read_squad)
 from minibert.tokenizer import BertTokenizer
 from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAnsweringTask, SequenceClassificationTask,
                                            TokenClassificationTask)

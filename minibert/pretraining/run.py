@@ -43,7 +43,7 @@ from minibert.pretraining.corpus import corpus_files, iter_documents, warnings_i
 from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.initialisation import INITS, InitScheme, init_scheme, initialise
 from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
-                                              read_meta, vocab_sha256, write_pretraining_data)
+                                         read_meta, vocab_sha256, write_pretraining_data)
 from minibert.errors import ConfigError, DataError, spelled
 from minibert.hub import resolve
 from minibert.io import atomic_write_text, remove_stale_temps

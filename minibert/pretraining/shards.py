@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from minibert.pretraining.masking import Masker, subword_table
 from minibert.pretraining.examples import (CreationCounts, PretrainingExample, PretrainingOptions,
-                                       check_tokenizer, example_features, generate_examples)
+                                           check_tokenizer, example_features, generate_examples)
 from minibert.errors import DataError
 from minibert.io import atomic_write_text, remove_stale_temps, temp_name
 from minibert.model import IGNORE_INDEX

@@ -37,7 +37,7 @@ from minibert.training.errors import TrainingError
 from minibert.training.fingerprint import dataset_fingerprint
 from minibert.training.optim import build_optimizer, linear_warmup_decay, set_schedule
 from minibert.training.processes import (Processes, all_reduce_sum, broadcast_from_main, end_processes,
-                                          on_main, start_processes)
+                                         on_main, start_processes)
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.training.reporting import MetricsLog, Progress
 from minibert.training.run_folder import check_output_dir, describe_resume, hold_output_dir

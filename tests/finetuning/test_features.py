@@ -1,16 +1,14 @@
 """Features with the real bert-base-uncased vocabulary: truncation, word-piece label alignment, QA windows and
 the decoding of QA logits back to exact context text."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from minibert.assets import asset_path
 from minibert.errors import DataError
-from minibert.finetuning.features import (Feature, collate, encode_classification, encode_qa,
-                                     encode_token_classification, word_predictions)
+from minibert.finetuning.features import (collate, encode_classification, encode_qa, encode_token_classification,
+                                          word_predictions)
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
 from minibert.model import IGNORE_INDEX

@@ -21,7 +21,7 @@ from minibert.finetuning.qa_decoding import QADecoding
 from minibert.tokenizer import BertTokenizer
 
 from .test_run import (FAST, FILLERS, PEOPLE, classification_rows, make_checkpoint, regression_rows, squad_json,
-                            write_conll, write_csv, write_squad)
+                       write_conll, write_csv, write_squad)
 
 
 @pytest.fixture(scope="module")

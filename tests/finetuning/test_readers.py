@@ -11,7 +11,7 @@ from minibert.assets import asset_path
 from minibert.errors import DataError
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.readers import (GLUE_TASKS, build_label_map, label_id, load_hub_dataset, read_conll,
-                                    read_examples, read_glue, read_squad)
+                                         read_examples, read_glue, read_squad)
 
 
 def write(path: Path, text: str) -> Path:

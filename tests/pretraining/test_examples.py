@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from minibert.pretraining.corpus import iter_documents
 from minibert.pretraining.masking import Masker, num_to_predict, subword_table
 from minibert.pretraining.examples import (PretrainingOptions, create_examples_from_document, create_examples_in_memory,
-                                       generate_examples, truncate_seq_pair)
+                                           generate_examples, truncate_seq_pair)
 from minibert.pretraining.shards import PretrainingDataset, collate_pretraining, prepare_pretraining_data
 from minibert.errors import DataError
 from minibert.model import IGNORE_INDEX
