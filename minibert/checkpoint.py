@@ -4,7 +4,8 @@ One table, KEY_MAP, pairs each minibert parameter name with its Hugging Face nam
 saving the other. Checkpoint dialects are handled by normalising names before the table is consulted:
 - `LayerNorm.gamma` / `LayerNorm.beta` (the original TF export, as in bert-base-uncased) -> `weight` / `bias`;
 - the `bert.` prefix, present in head checkpoints and absent from bare `BertModel` exports, is added or dropped;
-- tensors minibert derives instead of storing (DERIVED) are checked where that means something, then set aside.
+- tensors minibert derives instead of storing (DERIVED, and the model class's declared `tied_weights`, such as the
+  MLM decoder) are checked where that means something, then set aside.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor
 
 from minibert.config import BertConfig
-from minibert.errors import CheckpointError, ConfigError
+from minibert.errors import CheckpointError, ConfigError, ShapeMismatchError
 from minibert.hub import WEIGHT_FILES, resolve
 from minibert.io import atomic_write_bytes, new_folder
 
@@ -54,13 +55,9 @@ HEAD_KEY_MAP = [
 ENCODER_PREFIX = "bert."
 LEGACY_NAMES = [(re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"),
                                                                           "LayerNorm.bias")]
-# Tensors some checkpoints store that minibert derives: the position index buffer, and the MLM decoder, whose
-# weight is the word-embedding matrix and whose bias is cls.predictions.bias.
-DERIVED = {
-    "embeddings.position_ids": None,
-    "cls.predictions.decoder.weight": "embeddings.word_embeddings.weight",
-    "cls.predictions.decoder.bias": "cls.predictions.bias",
-}
+# Tensors some checkpoints store that minibert derives for every model: the position index buffer. (A head that ties
+# a tensor to another declares it in its class's `tied_weights`: the MLM decoder.)
+DERIVED = {"embeddings.position_ids": None}
 
 
 def _to_regex(pattern: str) -> re.Pattern:
@@ -190,7 +187,7 @@ def _normalise(name: str, report: LoadReport) -> str:
 
 
 def _is_encoder_name(name: str) -> bool:
-    return _translate(name, ENCODER_KEY_MAP, 1) is not None or name in DERIVED and name.startswith("embeddings")
+    return _translate(name, ENCODER_KEY_MAP, 1) is not None or name in DERIVED
 
 
 def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source: str) -> tuple[dict, LoadReport]:
@@ -200,7 +197,8 @@ def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source
     expected = {hf_name(name): name for name in model.state_dict()}  # HF name -> minibert name
     shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     mapped: dict[str, Tensor] = {}
-    decoder_weight = None
+    derived = {**DERIVED, **model.tied_weights}  # checkpoint name -> what it equals (None: nothing to check)
+    tied: list[tuple[str, str, Tensor]] = []  # (checkpoint name, the name it equals, tensor)
     for raw_name, tensor in checkpoint.items():
         name = _normalise(raw_name, report)
         # Bring the name to the model's prefix convention: add `bert.` for a head model reading a bare encoder
@@ -210,24 +208,25 @@ def map_checkpoint(model: torch.nn.Module, checkpoint: dict[str, Tensor], source
         elif not has_encoder_prefix and name.startswith(ENCODER_PREFIX):
             name = name[len(ENCODER_PREFIX):]
         bare = name[len(ENCODER_PREFIX):] if name.startswith(ENCODER_PREFIX) else name
-        if bare in DERIVED and (DERIVED[bare] is None or hasattr(model, "mlm")):
+        if bare in derived:
             report.derived.append(raw_name)
-            if bare == "cls.predictions.decoder.weight":
-                decoder_weight = (raw_name, tensor)
+            if derived[bare] is not None:
+                tied.append((raw_name, derived[bare], tensor))
             continue
         if name not in expected:
             report.unused.append(raw_name)
             continue
         target = expected[name]
         if tuple(tensor.shape) != shapes[target]:
-            raise CheckpointError(f"{source}: {raw_name} has shape {tuple(tensor.shape)} in the checkpoint but "
-                                  f"{shapes[target]} in the model ({target}); check config.json")
+            raise ShapeMismatchError(f"{source}: {raw_name} has shape {tuple(tensor.shape)} in the checkpoint but "
+                                     f"{shapes[target]} in the model ({target}); check config.json", target)
         mapped[target] = tensor
-    if decoder_weight is not None:
-        embeddings = mapped.get(f"{'bert.' if has_encoder_prefix else ''}embeddings.word_embeddings.weight")
-        if embeddings is not None and not torch.equal(decoder_weight[1].to(embeddings.dtype), embeddings):
-            logger.warning("%s: %s differs from the word embeddings; minibert ties them and uses the embeddings",
-                           source, decoder_weight[0])
+    for raw_name, equal_to, tensor in tied:
+        target = expected.get(equal_to) or expected.get(ENCODER_PREFIX + equal_to)
+        kept = mapped.get(target)
+        if kept is not None and not torch.equal(tensor.to(kept.dtype), kept):
+            logger.warning("%s: %s differs from %s; minibert ties them and uses %s", source, raw_name, equal_to,
+                           equal_to)
     report.loaded = len(mapped)
     report.newly_initialised = [name for name in model.state_dict() if name not in mapped]
     check_encoder_complete(model.config, report, list(checkpoint))

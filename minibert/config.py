@@ -11,7 +11,6 @@ from typing import Any
 
 from minibert.errors import ConfigError
 
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
@@ -60,6 +59,7 @@ class BertConfig:
             raise ConfigError(
                 f"config: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})")
+        from minibert.model import ACTIVATIONS  # the registry of activation functions lives with the model
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config: unknown hidden_act {self.hidden_act!r}; expected one of {', '.join(ACTIVATIONS)}")
         if self.position_embedding_type != "absolute":

@@ -25,6 +25,14 @@ class CheckpointError(MinibertError):
     """A checkpoint that cannot be found, read or matched to the model."""
 
 
+class ShapeMismatchError(CheckpointError):
+    """A checkpoint tensor whose shape differs from the model's parameter of the same name."""
+
+    def __init__(self, message: str, parameter: str):
+        super().__init__(message)
+        self.parameter = parameter  # the model's (minibert) name, e.g. "classifier.weight"
+
+
 class DataError(MinibertError):
     """A data file or dataset that cannot be read or used."""
 

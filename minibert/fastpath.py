@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from minibert.model import EncoderLayer, SelfAttention, TokenLayout, attention
+from minibert.model import EncoderLayer, SelfAttention, attention
+from minibert.unpadding import TokenLayout
 from minibert.quantize import Int8Linear
 
 PACKED_MAX_ROWS = 256  # above this many rows the plain kernel is as fast (see the module docstring)
@@ -80,7 +81,7 @@ class FusedQKVAttention(nn.Module):
     def __init__(self, original: SelfAttention, packed):
         super().__init__()
         self.heads, self.head_size = original.heads, original.head_size
-        self.implementation, self.dropout = original.implementation, original.dropout
+        self.implementation = original.implementation
         qkv = nn.Linear(original.query.in_features, 3 * original.query.out_features)
         with torch.no_grad():  # rows [Q; K; V]: one (D, 3D) weight
             qkv.weight.copy_(torch.cat([original.query.weight, original.key.weight, original.value.weight]))

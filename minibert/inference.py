@@ -13,11 +13,17 @@ from minibert.model import BertForMaskedLM, BertForPreTraining, BertModel
 from minibert.tokenizer import BertTokenizer
 
 
+def longest_first(lengths: Sequence[int]) -> list[int]:
+    """Indices of `lengths`, longest first (ties keep their order). Batches cut from this order hold similar
+    lengths, so little of each is padding; longest first makes a batch too big for memory fail at once."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Indices grouped into batches of similar length (longest first, so memory peaks at the start)."""
+    """Indices grouped into batches of similar length (`longest_first`, so memory peaks at the start)."""
     if not isinstance(batch_size, int) or batch_size < 1:  # range() would take a negative step and give nothing
         raise InputError(f"{spelled('batch_size')} must be a positive integer, got {batch_size!r}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    order = longest_first(lengths)
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
 

@@ -208,3 +208,27 @@ def unwritable_reason(folder: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing}: permission denied"
     return None
+
+
+def check_output_folder(folder: str | os.PathLike, flag: str) -> Path:
+    """Refuse now, before any work and without creating it, an output folder that could not be written; `flag`
+    names it in the message (e.g. "--output")."""
+    from minibert.errors import InputError
+    folder = Path(folder)
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise InputError(f"{flag} {folder} is not writable ({reason})")
+    return folder
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> Path:
+    """Refuse now, before any work, an output file that could not be written: a folder, or in a folder that
+    could not be made or written (atomic_path makes missing folders)."""
+    from minibert.errors import InputError
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder; give a file name")
+    reason = unwritable_reason(path.parent)
+    if reason is not None:
+        raise InputError(f"{flag} {path}: cannot be written ({reason})")
+    return path

@@ -3,14 +3,19 @@ read top to bottom in the order it computes:
 
     embeddings -> N x [self-attention -> add & norm -> feed-forward -> add & norm] -> pooler -> heads
 
+Sections: embeddings, attention, feed-forward, the encoder layer, the shared base (weight init, loading and
+saving), the encoder, the pooler, outputs, the losses (one function per head), then the heads: pretraining (masked
+LM, next sentence) and fine-tuning (sequence, token, question answering).
+
 Shapes use one letter set: B batch, T tokens, N real (unpadded) tokens, H heads, D hidden, Dh head size,
 V vocabulary, M masked positions, C labels.
 
 Two execution choices never change the result beyond float rounding, and tests hold them to that:
 - `config.attn_implementation`: "eager" spells attention out (softmax of masked scores); "sdpa" calls
   `torch.nn.functional.scaled_dot_product_attention`, PyTorch's fused kernel.
-- `config.unpad`: when a batch has padding, the dense layers (projections, feed-forward, norms) run on the N real
-  tokens only; only attention itself sees the padded (B, T) layout. A batch that is half padding costs about half.
+- `config.unpad`: when a batch has padding, the dense layers run on the N real tokens only. That machinery lives
+  in unpadding.py; here a `TokenLayout` is handed from layer to layer, and attention asks it for the padded
+  (B, T) layout (`unpack`), the padding mask (`additive_mask`) and the real tokens back (`pack`).
 """
 
 from __future__ import annotations
@@ -26,69 +31,7 @@ from torch import Tensor, nn
 
 from minibert.config import BertConfig
 from minibert.errors import InputError
-
-# ----------------------------------------------------------------------------------------------------------------
-# Activations. BERT uses the exact erf GELU (Hendrycks & Gimpel 2016); the tanh form differs by up to ~5e-4.
-# ----------------------------------------------------------------------------------------------------------------
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Padding. The one place that turns an attention_mask into what attention and the dense layers need.
-# ----------------------------------------------------------------------------------------------------------------
-class TokenLayout:
-    """Where a padded (B, T) batch keeps its real tokens.
-
-    Hidden states travel between layers as a flat (N, D) matrix of the N real tokens when `unpad` is on and the
-    batch has padding; otherwise they keep their (B, T, D) shape and packing does nothing (an exported ONNX graph
-    then has the 3-D matrix products that ONNX Runtime's BERT fusions look for).
-    """
-
-    def __init__(self, attention_mask: Tensor | None, batch: int, tokens: int, unpad: bool):
-        self.batch, self.tokens = batch, tokens
-        # Under torch.compile or ONNX export (tracing), branching on the mask's values or packing to a
-        # data-dependent N would break the graph: the mask is then always applied and the padded layout kept.
-        compiling = torch.compiler.is_compiling() or torch.jit.is_tracing()
-        has_padding = attention_mask is not None and (compiling or not bool(attention_mask.all()))
-        self.key_is_real = attention_mask.bool() if has_padding else None  # (B, T)
-        # Flat positions of real tokens in the (B*T) grid, or None when every position is kept.
-        self.real_positions = (self.key_is_real.flatten().nonzero().squeeze(1)
-                               if has_padding and unpad and not compiling else None)
-        self._masks: dict[torch.dtype, Tensor] = {}
-
-    def pack(self, x: Tensor) -> Tensor:
-        """(B, T, ...) -> (N, ...), or unchanged when every position is kept."""
-        if self.real_positions is None:
-            return x
-        return x.flatten(0, 1).index_select(0, self.real_positions)  # (B, T, ...) -> (B*T, ...) -> (N, ...)
-
-    def unpack(self, x: Tensor) -> Tensor:
-        """(N, ...) -> (B, T, ...), zeros at padded positions; a (B, T, ...) input comes back unchanged."""
-        if self.real_positions is None:
-            return x
-        grid = x.new_zeros((self.batch * self.tokens, *x.shape[1:]))
-        x = grid.index_copy(0, self.real_positions, x)  # (N, ...) -> (B*T, ...)
-        return x.view(self.batch, self.tokens, *x.shape[1:])  # (B*T, ...) -> (B, T, ...)
-
-    def additive_mask(self, dtype: torch.dtype) -> Tensor | None:
-        """(B, 1, 1, T): 0 on real keys, the dtype's most negative value on padded keys (as transformers does),
-        broadcast over heads and queries. Padded queries attend normally; their outputs are never read.
-        Written as BERT's original `(1 - mask) * min`, the pattern ONNX Runtime recognises when it fuses an
-        exported graph's attention."""
-        if self.key_is_real is None:
-            return None
-        if dtype not in self._masks:
-            is_real = self.key_is_real.unsqueeze(1).unsqueeze(2).to(dtype)  # (B, T) -> (B, 1, 1, T)
-            self._masks[dtype] = (1.0 - is_real) * torch.finfo(dtype).min
-        return self._masks[dtype]
+from minibert.unpadding import TokenLayout
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,7 +85,7 @@ class SelfAttention(nn.Module):
         d = config.hidden_size
         self.heads, self.head_size = config.num_attention_heads, config.head_size
         self.query, self.key, self.value, self.output = (nn.Linear(d, d) for _ in range(4))
-        self.dropout = config.attention_probs_dropout_prob
+        self.dropout_prob = config.attention_probs_dropout_prob  # on the attention probabilities, while training
         self.implementation = config.attn_implementation
 
     def split_heads(self, x: Tensor, layout: TokenLayout) -> Tensor:
@@ -152,7 +95,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, layout: TokenLayout, return_probs: bool = False) -> tuple[Tensor, Tensor | None]:
         q, k, v = (self.split_heads(proj(x), layout) for proj in (self.query, self.key, self.value))
         mask = layout.additive_mask(q.dtype)
-        dropout = self.dropout if self.training else 0.0
+        dropout = self.dropout_prob if self.training else 0.0
         out, probs = attention(q, k, v, mask, dropout, self.implementation, return_probs, self.head_size)
         out = out.transpose(1, 2).reshape(layout.batch, layout.tokens, -1)  # (B, H, T, Dh) -> (B, T, D)
         return self.output(layout.pack(out)), probs  # (B, T, D) -> (N, D)
@@ -160,7 +103,20 @@ class SelfAttention(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Position-wise feed-forward ("Attention Is All You Need" §3.3): dense -> GELU -> dense, applied to each token.
+# BERT uses the exact erf GELU (Hendrycks & Gimpel 2016); the tanh form differs by up to ~5e-4. ACTIVATIONS is
+# the one registry of `hidden_act` names (config.py checks names against it).
 # ----------------------------------------------------------------------------------------------------------------
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
 class FeedForward(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -192,81 +148,38 @@ class EncoderLayer(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Pooler (BERT §3, "the final hidden vector corresponding to [CLS]"): tanh(dense(h_[CLS])).
-# ----------------------------------------------------------------------------------------------------------------
-class Pooler(nn.Module):
-    def __init__(self, config: BertConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))  # (B, T, D) -> (B, D)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Outputs. Field names match transformers, so code can switch between the two.
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class EncoderOutput:
-    last_hidden_state: Tensor  # (B, T, D); zeros at padded positions when unpadded
-    pooler_output: Tensor | None  # (B, D); None without a pooler
-    hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, (B, T, D) each
-    attentions: tuple[Tensor, ...] | None = None  # each layer, (B, H, T, T)
-
-
-@dataclass
-class PreTrainingOutput:
-    loss: Tensor | None = None  # MLM + NSP
-    prediction_logits: Tensor | None = None  # (B, T, V); None when masked_only
-    seq_relationship_logits: Tensor | None = None  # (B, 2)
-    masked_logits: Tensor | None = None  # (M, V): logits at the positions where labels != -100, row-major
-    mlm_loss: Tensor | None = None
-    nsp_loss: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class ClassifierOutput:
-    loss: Tensor | None = None
-    logits: Tensor | None = None  # (B, C) per sequence, (B, T, C) per token, (B, T, V) for MLM
-    masked_logits: Tensor | None = None  # MLM with masked_only: (M, V)
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-@dataclass
-class QuestionAnsweringOutput:
-    loss: Tensor | None = None
-    start_logits: Tensor | None = None  # (B, T)
-    end_logits: Tensor | None = None  # (B, T)
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The shared base: weight init (normal(0, initializer_range) as transformers does; the original TF code
 # truncates it at two standard deviations), loading and saving.
 # ----------------------------------------------------------------------------------------------------------------
 class BertPreTrainedModel(nn.Module):
     config: BertConfig
+    # Checkpoint tensors this model does not store, each equal to the tensor named beside it (Hugging Face names,
+    # relative to the encoder or the model): the loader checks and sets them aside, the saver leaves them out.
+    tied_weights: dict[str, str] = {}
 
-    def init_weights(self) -> None:
-        std = self.config.initializer_range
+    def post_init(self) -> None:
+        """Initialise the weights this model's own __init__ added, once, as its last step. An encoder built
+        inside a head (`self.bert`) initialised itself when it was built, so it is left as it is."""
+        inner = {id(module) for child in self.children() if isinstance(child, BertPreTrainedModel)
+                 for module in child.modules()}
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, 0.0, std)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, std)
-                if module.padding_idx is not None:
-                    module.weight.data[module.padding_idx].zero_()
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        for name, param in self.named_parameters():
-            if name.endswith("mlm.bias"):
-                nn.init.zeros_(param)
+            if id(module) not in inner:
+                self._init_module(module)
+
+    def _init_module(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, std)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, std)
+            if module.padding_idx is not None:
+                module.weight.data[module.padding_idx].zero_()
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, MaskedLMHead):
+            nn.init.zeros_(module.bias)  # the decoder's bias; its weight is the word embeddings
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs):
@@ -303,7 +216,7 @@ class BertModel(BertPreTrainedModel):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = Pooler(config) if with_pooler else None
-        self.init_weights()
+        self.post_init()
 
     def check_inputs(self, input_ids: Tensor, attention_mask: Tensor | None, token_type_ids: Tensor | None,
                      position_ids: Tensor | None) -> None:
@@ -331,7 +244,11 @@ class BertModel(BertPreTrainedModel):
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, unpad: bool | None = None) -> EncoderOutput:
-        """unpad overrides config.unpad for this call (a head whose loss reads padded positions needs them)."""
+        """input_ids (B, T) token ids; attention_mask (B, T), 1 on real tokens and 0 on padding (None: no
+        padding); token_type_ids (B, T), 0 on segment A and 1 on B (None: all 0); position_ids (B, T) or (1, T)
+        (None: 0..T-1). output_hidden_states / output_attentions: also return every layer's output / attention
+        probabilities. unpad overrides config.unpad for this call (a head whose loss reads padded positions
+        needs them). Every head's forward takes the same first arguments."""
         self.check_inputs(input_ids, attention_mask, token_type_ids, position_ids)
         batch, tokens = input_ids.shape
         if token_type_ids is None:
@@ -368,14 +285,134 @@ class BertModel(BertPreTrainedModel):
         self.config.vocab_size = vocab_size
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Pooler (BERT §3, "the final hidden vector corresponding to [CLS]"): tanh(dense(h_[CLS])).
+# ----------------------------------------------------------------------------------------------------------------
+class Pooler(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # (B, T, D) -> (B, D)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs. Field names match transformers, so code can switch between the two.
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class EncoderOutput:
+    last_hidden_state: Tensor  # (B, T, D); zeros at padded positions when unpadded
+    pooler_output: Tensor | None  # (B, D); None without a pooler
+    hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, (B, T, D) each
+    attentions: tuple[Tensor, ...] | None = None  # each layer, (B, H, T, T)
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: Tensor | None = None  # MLM + NSP
+    prediction_logits: Tensor | None = None  # (B, T, V); None when masked_only
+    seq_relationship_logits: Tensor | None = None  # (B, 2)
+    masked_logits: Tensor | None = None  # (M, V): logits at the positions where labels != IGNORE_INDEX, row-major
+    mlm_loss: Tensor | None = None
+    nsp_loss: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class ClassifierOutput:
+    loss: Tensor | None = None
+    logits: Tensor | None = None  # (B, C) per sequence, (B, T, C) per token, (B, T, V) for MLM
+    masked_logits: Tensor | None = None  # MLM with masked_only: (M, V)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class QuestionAnsweringOutput:
+    loss: Tensor | None = None
+    start_logits: Tensor | None = None  # (B, T)
+    end_logits: Tensor | None = None  # (B, T)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses, one function per head. `reduction="mean"` is the head's own loss (what transformers reports);
+# `reduction="sum"` is what a trainer adds up over the micro-batches of a step before dividing by the step's count
+# (minibert.training.task explains why). Losses are computed in at least float32, also under bf16/fp16 autocast.
+# ----------------------------------------------------------------------------------------------------------------
+IGNORE_INDEX = -100  # a label no loss counts: unmasked positions (MLM), [CLS], [SEP], padding and ## pieces (tags)
+
+
 def _upcast(logits: Tensor) -> Tensor:
-    """Losses are computed in at least float32, also under bf16/fp16 autocast."""
     return logits if logits.dtype in (torch.float32, torch.float64) else logits.to(torch.float32)
+
+
+def masked_lm_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of (..., V) logits against (...) labels, over the labels that are not IGNORE_INDEX: the
+    (B, T, V) logits of every position, or the (M, V) logits of the masked positions alone (`masked_rows`)."""
+    return F.cross_entropy(_upcast(logits).flatten(0, -2), labels.flatten(), reduction=reduction)
+
+
+def next_sentence_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of (B, 2) logits against (B,) labels: 0 when B follows A, 1 when B is random."""
+    return F.cross_entropy(_upcast(logits), labels.flatten(), reduction=reduction)
+
+
+def problem_type(config: BertConfig, labels: Tensor) -> str:
+    """What a sequence head's labels mean, as transformers decides it: the config's problem_type, else regression
+    for one label, single-label classification for integer labels, multi-label classification for float ones."""
+    if config.problem_type is not None:
+        return config.problem_type
+    if config.num_labels == 1:
+        return "regression"
+    return "single_label_classification" if labels.dtype in (torch.long, torch.int) else "multi_label_classification"
+
+
+def sequence_classification_loss(logits: Tensor, labels: Tensor, config: BertConfig,
+                                 reduction: str = "mean") -> Tensor:
+    """(B, C) logits: mean squared error for regression ((B,) or (B, C) float labels), cross-entropy for class
+    ids ((B,)), binary cross-entropy for multi-hot labels ((B, C) floats), per `problem_type`. The mean is over
+    sequences for class ids, over every label value for the other two."""
+    logits, problem = _upcast(logits), problem_type(config, labels)
+    if problem == "regression":
+        logits = logits.squeeze(-1) if config.num_labels == 1 else logits
+        return F.mse_loss(logits, labels.to(logits.dtype).view(logits.shape), reduction=reduction)
+    if problem == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1), reduction=reduction)
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction=reduction)
+
+
+def token_classification_loss(logits: Tensor, labels: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of (B, T, C) logits against (B, T) labels, over the labels that are not IGNORE_INDEX."""
+    return F.cross_entropy(_upcast(logits).flatten(0, 1), labels.flatten(), reduction=reduction)  # (B*T, C)
+
+
+def answer_positions(positions: Tensor, tokens: int) -> Tensor:
+    """(B,) answer start or end positions, clamped to T: a position outside the window (T or beyond, as
+    transformers clamps it) is ignored by the loss."""
+    return positions.flatten().clamp(0, tokens)
+
+
+def question_answering_loss(start_logits: Tensor, end_logits: Tensor, start_positions: Tensor,
+                            end_positions: Tensor, reduction: str = "mean") -> dict[str, Tensor]:
+    """The QA head's loss is the mean of a start and an end cross-entropy over the (B, T) logits (a softmax over
+    every position, padding included, as transformers'): returned as its two halves, {"start": half the start
+    cross-entropy, "end": half the end one}, whose sum is the loss; each has its own count of answers in the
+    window."""
+    tokens = start_logits.shape[1]
+    return {name: F.cross_entropy(_upcast(logits), answer_positions(positions, tokens), ignore_index=tokens,
+                                  reduction=reduction) / 2
+            for name, logits, positions in (("start", start_logits, start_positions),
+                                            ("end", end_logits, end_positions))}
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Pretraining heads (BERT §3.1). Masked LM: predict the original token at masked positions, with the output
 # projection tied to the input embeddings (Press & Wolf 2017). NSP: does segment B follow segment A?
+# Every head's forward takes BertModel.forward's inputs first, then its labels (None: no loss).
 # ----------------------------------------------------------------------------------------------------------------
 class MaskedLMHead(nn.Module):
     def __init__(self, config: BertConfig):
@@ -395,12 +432,16 @@ class MaskedLMHead(nn.Module):
 def masked_rows(hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Gather the hidden states and labels of masked positions: (B, T, D), (B, T) -> (M, D), (M,).
     Projecting only these onto the vocabulary skips ~85% of the largest matrix multiply of pretraining."""
-    where = labels.flatten() != -100  # (B*T,)
+    where = labels.flatten() != IGNORE_INDEX  # (B*T,)
     return hidden.flatten(0, 1)[where], labels.flatten()[where]  # (B*T, D) -> (M, D)
 
 
 class _MaskedLMBase(BertPreTrainedModel):
     """Shared by BertForPreTraining and BertForMaskedLM: the tied MLM head and vocabulary resizing."""
+
+    # The decoder checkpoints may store: its weight is the word-embedding matrix, its bias the head's own.
+    tied_weights = {"cls.predictions.decoder.weight": "embeddings.word_embeddings.weight",
+                    "cls.predictions.decoder.bias": "cls.predictions.bias"}
 
     def __init__(self, config: BertConfig, with_pooler: bool):
         super().__init__()
@@ -416,34 +457,37 @@ class _MaskedLMBase(BertPreTrainedModel):
         bias[:kept] = old_bias[:kept]
         self.mlm.bias = nn.Parameter(bias)
 
-    def mlm_outputs(self, hidden: Tensor, labels: Tensor | None, masked_only: bool):
-        """Returns (full logits or None, masked logits or None, loss or None)."""
+    def mlm_outputs(self, hidden: Tensor, labels: Tensor | None,
+                    masked_only: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """(full (B, T, V) logits or None, masked (M, V) logits or None, loss or None)."""
         word_embeddings = self.bert.embeddings.word_embeddings.weight
         if masked_only and labels is not None:
             rows, targets = masked_rows(hidden, labels)
             masked_logits = self.mlm(rows, word_embeddings)  # (M, D) -> (M, V)
-            return None, masked_logits, F.cross_entropy(_upcast(masked_logits), targets)
+            return None, masked_logits, masked_lm_loss(masked_logits, targets)
         logits = self.mlm(hidden, word_embeddings)  # (B, T, D) -> (B, T, V)
-        loss = None if labels is None else F.cross_entropy(_upcast(logits).flatten(0, 1), labels.flatten())
-        return logits, None, loss
+        return logits, None, None if labels is None else masked_lm_loss(logits, labels)
 
 
 class BertForPreTraining(_MaskedLMBase):
     def __init__(self, config: BertConfig):
         super().__init__(config, with_pooler=True)
         self.nsp = nn.Linear(config.hidden_size, 2)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                next_sentence_label=None, output_hidden_states=False, output_attentions=False,
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                labels: Tensor | None = None, next_sentence_label: Tensor | None = None,
+                output_hidden_states: bool = False, output_attentions: bool = False,
                 masked_only: bool = False) -> PreTrainingOutput:
-        """masked_only: with labels, project only masked positions (training); prediction_logits is then None and
+        """labels (B, T): the original token at masked positions, IGNORE_INDEX elsewhere; next_sentence_label
+        (B,): 0 when B follows A, 1 when it is random. The loss is MLM + NSP when both are given.
+        masked_only: with labels, project only masked positions (training); prediction_logits is then None and
         masked_logits holds (M, V). The loss is the same either way."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
         logits, masked_logits, mlm_loss = self.mlm_outputs(enc.last_hidden_state, labels, masked_only)
         nsp_logits = self.nsp(enc.pooler_output)  # (B, D) -> (B, 2)
-        nsp_loss = None if next_sentence_label is None else F.cross_entropy(_upcast(nsp_logits),
-                                                                           next_sentence_label.flatten())
+        nsp_loss = None if next_sentence_label is None else next_sentence_loss(nsp_logits, next_sentence_label)
         loss = None
         if mlm_loss is not None and nsp_loss is not None:
             loss = mlm_loss + nsp_loss
@@ -455,10 +499,13 @@ class BertForPreTraining(_MaskedLMBase):
 class BertForMaskedLM(_MaskedLMBase):
     def __init__(self, config: BertConfig):
         super().__init__(config, with_pooler=False)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False, masked_only: bool = False) -> ClassifierOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool = False, output_attentions: bool = False,
+                masked_only: bool = False) -> ClassifierOutput:
+        """labels and masked_only: as BertForPreTraining's."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
         logits, masked_logits, loss = self.mlm_outputs(enc.last_hidden_state, labels, masked_only)
         return ClassifierOutput(loss=loss, logits=logits, masked_logits=masked_logits,
@@ -471,13 +518,16 @@ class BertForNextSentencePrediction(BertPreTrainedModel):
         self.config = config
         self.bert = BertModel(config)
         self.nsp = nn.Linear(config.hidden_size, 2)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ClassifierOutput:
+        """labels (B,): 0 when B follows A, 1 when it is random."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
         logits = self.nsp(enc.pooler_output)  # (B, D) -> (B, 2)
-        loss = None if labels is None else F.cross_entropy(_upcast(logits), labels.flatten())
+        loss = None if labels is None else next_sentence_loss(logits, labels)
         return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
 
 
@@ -490,24 +540,6 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
-def sequence_loss(logits: Tensor, labels: Tensor, config: BertConfig) -> Tensor:
-    """Regression (one label) -> MSE; integer labels -> cross-entropy; float multi-hot -> BCE, as transformers."""
-    logits, problem = _upcast(logits), config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif labels.dtype in (torch.long, torch.int):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
-    if problem == "regression":
-        logits = logits.squeeze(-1) if config.num_labels == 1 else logits
-        return F.mse_loss(logits, labels.to(logits.dtype).view(logits.shape))
-    if problem == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-
-
 class BertForSequenceClassification(BertPreTrainedModel):
     def __init__(self, config: BertConfig):
         super().__init__()
@@ -515,13 +547,17 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.bert = BertModel(config)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ClassifierOutput:
+        """labels: (B,) class ids, (B,) or (B, C) regression targets, or (B, C) multi-hot floats (see
+        sequence_classification_loss)."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
         logits = self.classifier(self.dropout(enc.pooler_output))  # (B, D) -> (B, C)
-        loss = None if labels is None else sequence_loss(logits, labels, self.config)
+        loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
         return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
 
 
@@ -532,13 +568,16 @@ class BertForTokenClassification(BertPreTrainedModel):
         self.bert = BertModel(config, with_pooler=False)
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
-                output_hidden_states=False, output_attentions=False) -> ClassifierOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                labels: Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> ClassifierOutput:
+        """labels (B, T): a class id per token, IGNORE_INDEX where no tag is predicted."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
         logits = self.classifier(self.dropout(enc.last_hidden_state))  # (B, T, D) -> (B, T, C)
-        loss = None if labels is None else F.cross_entropy(_upcast(logits).flatten(0, 1), labels.flatten())
+        loss = None if labels is None else token_classification_loss(logits, labels)
         return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
 
 
@@ -548,11 +587,14 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         self.config = config
         self.bert = BertModel(config, with_pooler=False)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
-        self.init_weights()
+        self.post_init()
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                start_positions=None, end_positions=None, output_hidden_states=False,
-                output_attentions=False) -> QuestionAnsweringOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None,
+                start_positions: Tensor | None = None, end_positions: Tensor | None = None,
+                output_hidden_states: bool = False, output_attentions: bool = False) -> QuestionAnsweringOutput:
+        """start_positions, end_positions (B,): the answer's first and last token; 0 ([CLS]) for no answer, T or
+        beyond for an answer outside the window (ignored)."""
         # transformers' QA loss is a softmax over every position, padding included, so training needs the
         # padded positions' logits computed as it computes them.
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions,
@@ -560,11 +602,8 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         start_logits, end_logits = self.qa_outputs(enc.last_hidden_state).unbind(-1)  # (B, T, 2) -> 2 x (B, T)
         loss = None
         if start_positions is not None and end_positions is not None:
-            # Positions outside the window are clamped to T and ignored, as transformers does.
-            tokens = start_logits.shape[1]
-            start, end = start_positions.flatten().clamp(0, tokens), end_positions.flatten().clamp(0, tokens)
-            loss = (F.cross_entropy(_upcast(start_logits), start, ignore_index=tokens)
-                    + F.cross_entropy(_upcast(end_logits), end, ignore_index=tokens)) / 2
+            halves = question_answering_loss(start_logits, end_logits, start_positions, end_positions)
+            loss = halves["start"] + halves["end"]
         return QuestionAnsweringOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                        hidden_states=enc.hidden_states, attentions=enc.attentions)
 

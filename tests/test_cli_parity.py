@@ -18,7 +18,7 @@ from minibert.model import BertForPreTraining, BertModel
 from minibert.tokenizer import BertTokenizer
 
 from conftest import randomize_
-from tasks.test_finetune import VOCAB
+from finetuning.test_run import VOCAB
 
 LAYERS = 3
 ROW = re.compile(r"^(?P<name>.+?)\s+(?P<max>\d\.\d{3}e[+-]\d\d)\s+(?P<mean>\d\.\d{3}e[+-]\d\d)(?P<flag>  <-- above "

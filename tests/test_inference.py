@@ -15,15 +15,19 @@ from safetensors.torch import load_file
 
 from minibert.cli.main import main
 from minibert.config import BertConfig
-from minibert.inference import embed, fill_mask
+from minibert.inference import embed, fill_mask, longest_first
 from minibert.model import BertForMaskedLM, BertModel
 from minibert.tokenizer import BertTokenizer
 
 from conftest import randomize_
-from tasks.test_finetune import FILLERS, VOCAB
+from finetuning.test_run import FILLERS, VOCAB
 
 CONFIG = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
               intermediate_size=48, max_position_embeddings=64)
+
+
+def test_longest_first_is_stable():
+    assert longest_first([3, 5, 3, 7]) == [3, 1, 0, 2], "longest first, equal lengths in their original order"
 
 
 def save(folder, model):

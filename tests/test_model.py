@@ -170,3 +170,26 @@ def test_torch_compile_full_graph_matches_eager(make_config, make_batch, randomi
         compiled = torch.compile(model, fullgraph=True)(**batch).last_hidden_state
     diff = diff_real(compiled, expected, batch["attention_mask"])
     assert diff <= 1e-5, f"compiled model differs from eager by {diff:.3g}"
+
+
+@pytest.mark.parametrize("head", [mb.BertForPreTraining, mb.BertForMaskedLM, mb.BertForNextSentencePrediction,
+                                  mb.BertForSequenceClassification, mb.BertForTokenClassification,
+                                  mb.BertForQuestionAnswering])
+def test_a_head_initialises_its_encoder_once(head, make_config):
+    """post_init: a head leaves the encoder it built as the encoder initialised it, so the same seed gives a head's
+    encoder the weights of a bare BertModel; the head's own weights follow BERT's initialisation."""
+    config = make_config()
+    torch.manual_seed(0)
+    encoder = mb.BertModel(config, with_pooler=head in (mb.BertForPreTraining, mb.BertForNextSentencePrediction,
+                                                        mb.BertForSequenceClassification))
+    torch.manual_seed(0)
+    model = head(config)
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(model.bert.state_dict()[name], tensor), f"{head.__name__}: encoder {name} initialised twice"
+    own = {name: t for name, t in model.state_dict().items() if not name.startswith("bert.")}
+    for name, tensor in own.items():
+        if name.endswith("bias"):
+            assert not tensor.any(), f"{head.__name__}: {name} should start at zero"
+        elif tensor.dim() == 2:
+            assert abs(tensor.std().item() - config.initializer_range) < config.initializer_range / 2, \
+                f"{head.__name__}: {name} should start normal(0, {config.initializer_range})"

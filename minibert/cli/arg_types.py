@@ -73,27 +73,3 @@ def encoding(text: str) -> str:
         return codecs.lookup(text).name
     except LookupError:
         raise argparse.ArgumentTypeError(f"unknown text encoding {text!r} (e.g. utf-8, latin-1, cp1252)") from None
-
-
-def check_output_folder(folder, flag: str) -> None:
-    """Refuse now, without creating it, an output folder that could not be written."""
-    from minibert.errors import InputError
-    from minibert.io import unwritable_reason
-    reason = unwritable_reason(folder)
-    if reason is not None:
-        raise InputError(f"{flag} {folder} is not writable ({reason})")
-
-
-def check_output_file(path, flag: str) -> None:
-    """Refuse now, before any work, an output file that could not be written: a folder, or in a folder that
-    could not be made or written."""
-    from pathlib import Path
-
-    from minibert.errors import InputError
-    from minibert.io import unwritable_reason
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{flag} {path}: is a folder; give a file name")
-    reason = unwritable_reason(path.parent)
-    if reason is not None:
-        raise InputError(f"{flag} {path}: cannot be written ({reason})")

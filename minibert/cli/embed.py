@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from minibert.cli.arg_types import check_output_file
+    from minibert.io import check_output_file
     from minibert.errors import InputError
     from minibert.fastpath import prepare_for_inference
     from minibert.inference import embed

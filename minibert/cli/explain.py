@@ -21,18 +21,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.explain.explorer import check_writable_file, write_explorer
-    from minibert.explain.heatmaps import check_output_folder, require_matplotlib, save_heatmaps
+    from minibert.explain.explorer import write_explorer
+    from minibert.explain.heatmaps import require_matplotlib, save_heatmaps
     from minibert.explain.journey import explain
     from minibert.explain.loading import load_for_explain
     from minibert.explain.report import render_text
+    from minibert.io import check_output_file, check_output_folder
     heads = [parse_head(spec) for spec in args.mask_head]
     # Every output is checked before the model loads, so a bad path costs nothing.
     if args.html:
-        check_writable_file(args.html, "--html")
+        check_output_file(args.html, "--html")
     if args.png:
         require_matplotlib()
-        check_output_folder(args.png)
+        check_output_folder(args.png, "--png")
     journey = explain(load_for_explain(args.model), args.text, args.pair, top_k=args.top_k,
                       top_attended_n=args.top_attended, mask_heads=heads)
     print(render_text(journey, top_n=args.top_attended), end="")

@@ -15,6 +15,11 @@ import traceback
 from contextlib import contextmanager
 from typing import Iterator
 
+# numpy loads numpy.random on first use, and a Ctrl-C that lands during that import is swallowed by its compiled
+# module's initialisation: the command would then run on to the end as if never interrupted (seen in
+# prepare-pretraining, which first draws random numbers after it has started building). Loaded here, before any work.
+import numpy.random  # noqa: F401
+
 from minibert.runtime import AUTO, parse_threads, set_threads
 
 # subcommand -> (module under minibert.cli, one-line help)

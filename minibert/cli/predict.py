@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from minibert.cli.arg_types import encoding, finite_float, positive_int
+from minibert.finetuning.kinds import TASK_KINDS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="fine-tuned folder (e.g. OUTPUT_DIR/best) or hub id")
     p.add_argument("--input", "-i", help="input file, one record per line (default: stdin)")
     p.add_argument("--output", "-o", help="output JSONL file (default: stdout)")
-    p.add_argument("--task", choices=["auto", "classification", "regression", "ner", "qa"], default="auto",
+    p.add_argument("--task", choices=["auto", *TASK_KINDS], default="auto",
                    help="auto: from the folder's label_map.json or config.json")
     p.add_argument("--batch-size", type=positive_int, default=32, help="records per forward pass")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
@@ -37,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from minibert.cli.arg_types import check_output_file
+    from minibert.io import check_output_file
     from minibert.fastpath import prepare_for_inference
     from minibert.io import atomic_write_text
-    from minibert.tasks.predict import Predictor, read_records
+    from minibert.finetuning.predict import Predictor, read_records
     from minibert.text_files import read_stdin, read_text
     if args.output:
         check_output_file(Path(args.output), "--output")

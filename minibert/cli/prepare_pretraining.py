@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from minibert.cli.arg_types import fraction, non_negative_int, positive_int, probability
-from minibert.data.corpus import FORMATS
-from minibert.data.pretraining import PretrainingOptions
+from minibert.pretraining.corpus import FORMATS
+from minibert.pretraining.examples import PretrainingOptions
 
 # Flags for PretrainingOptions fields; each defaults to None, which keeps the dataclass default (the original
 # script's), so `pretrain --data` can tell a flag given from one left alone.
@@ -44,12 +44,18 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of pairs, masks and the held-out split (default 12345, the original's)")
 
 
-def data_options(args: argparse.Namespace) -> PretrainingOptions | None:
-    """The PretrainingOptions the flags ask for, or None when no data flag was given."""
+def given_data_options(args: argparse.Namespace) -> dict:
+    """The PretrainingOptions fields the flags set (those given on the command line only)."""
     names = [*DATA_OPTIONS, "whole_word_mask", "dynamic_masking", "nsp"]
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.data_seed is not None:
         given["seed"] = args.data_seed
+    return given
+
+
+def data_options(args: argparse.Namespace) -> PretrainingOptions | None:
+    """The PretrainingOptions the flags ask for, or None when no data flag was given."""
+    given = given_data_options(args)
     return PretrainingOptions(**given) if given else None
 
 
@@ -62,9 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.cli.arg_types import check_output_folder
-    from minibert.data.pretraining_shards import read_meta
-    from minibert.pretrain import load_tokenizer, prepare_data
+    from minibert.io import check_output_folder
+    from minibert.pretraining.shards import read_meta
+    from minibert.pretraining.run import load_tokenizer, prepare_data
     check_output_folder(Path(args.output), "--output")
     options = data_options(args) or PretrainingOptions()
     prepared = prepare_data(args.corpus, load_tokenizer(args.tokenizer), args.output, options,

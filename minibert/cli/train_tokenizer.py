@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from minibert.cli.arg_types import positive_int
-from minibert.data.corpus import FORMATS
+from minibert.pretraining.corpus import FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,10 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.cli.arg_types import check_output_folder
-    from minibert.data.corpus import CorpusStats, iter_documents
-    from minibert.data.tokenizer_training import train_wordpiece
-    from minibert.pretrain import warnings_if_successful
+    from minibert.io import check_output_folder
+    from minibert.pretraining.corpus import CorpusStats, iter_documents
+    from minibert.pretraining.wordpiece import train_wordpiece
+    from minibert.pretraining.corpus import warnings_if_successful
     check_output_folder(Path(args.output), "--output")
     stats = CorpusStats()
     with warnings_if_successful():

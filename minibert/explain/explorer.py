@@ -20,7 +20,7 @@ import torch
 from minibert.errors import InputError
 from minibert.explain.journey import Journey
 from minibert.explain.report import heads_lines
-from minibert.io import atomic_write_text
+from minibert.io import atomic_write_text, check_output_file
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 PLACEHOLDER = "/*DATA*/"
@@ -52,22 +52,9 @@ def render_html(journey: Journey) -> str:
     return TEMPLATE.read_text(encoding="utf-8").replace(PLACEHOLDER, data, 1)
 
 
-def check_writable_file(path: str | os.PathLike, flag: str) -> Path:
-    """Fail before any work when a file cannot be written there: its folder is missing or not a folder."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(f"{flag} {path}: is a folder; give a file name")
-    if not folder.is_dir():
-        raise InputError(f"{flag} {path}: {folder} is not an existing folder")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{flag} {path}: cannot write in {folder} (permission denied)")
-    return path
-
-
 def write_explorer(journey: Journey, path: str | os.PathLike) -> Path:
     """Write the explorer to `path` (atomically: an interrupted run leaves the previous file)."""
-    path = check_writable_file(path, "--html")
+    path = check_output_file(path, "--html")
     try:
         atomic_write_text(path, render_html(journey))
     except OSError as e:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from minibert.errors import InputError
 from minibert.explain.journey import Journey
-from minibert.io import atomic_path
+from minibert.io import atomic_path, check_output_folder
 
 
 def require_matplotlib() -> None:
@@ -20,19 +20,6 @@ def require_matplotlib() -> None:
         raise InputError("--png needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)") from None
 
 
-def check_output_folder(folder: str | os.PathLike) -> Path:
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"--png {folder}: exists and is not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"--png {folder}: cannot create the folder ({e.strerror})") from None
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"--png {folder}: cannot write in it (permission denied)")
-    return folder
-
-
 def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -> list[Path]:
     """Write layer_01.png ... layer_NN.png to `folder`: each head's (T, T) attention, queries down, keys across,
     with the sentence-pair boundary drawn. Returns the paths in layer order."""
@@ -41,7 +28,7 @@ def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
-    folder = check_output_folder(folder)
+    folder = check_output_folder(folder, "--png")
     tokens, heads = journey.tokens, journey.config.num_attention_heads
     segments = [p.segment for p in journey.pieces]
     b_start = segments.index(1) if 1 in segments else None

@@ -10,7 +10,7 @@ from minibert.checkpoint import find_weights, read_weights
 from minibert.config import BertConfig
 from minibert.hub import resolve
 from minibert.parity import head_class_for
-from minibert.tasks.kinds import read_label_map
+from minibert.finetuning.kinds import read_label_map
 from minibert.tokenizer import BertTokenizer
 
 

@@ -50,41 +50,36 @@ class TrainingArguments:
     plot: bool = True  # output_dir/curves.png, when matplotlib is installed
 
     def __post_init__(self) -> None:
-        def positive(name: str, allow_zero: bool = False) -> None:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
-                bound = "an integer >= 0" if allow_zero else "a positive integer"
-                raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
+        self._check_values()
+        self._check_combinations()
 
-        def finite(name: str, low: float, low_allowed: bool) -> None:
-            value = getattr(self, name)
-            if (not isinstance(value, (int, float)) or not math.isfinite(value)
-                    or not (value >= low if low_allowed else value > low)):
-                bound = f"a number >= {low:g}" if low_allowed else f"a number above {low:g}"
-                raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
-
+    def _check_values(self) -> None:
+        """Each setting on its own: counts are integers in range, rates finite numbers, names known."""
         for name in ("num_epochs", "per_device_batch_size", "grad_accumulation_steps", "log_every"):
-            positive(name)
+            _check_integer(name, getattr(self, name))
         for name in ("warmup_steps", "eval_every", "save_every", "seed", "num_workers"):
-            positive(name, allow_zero=True)
+            _check_integer(name, getattr(self, name), allow_zero=True)
         if self.max_steps is not None:
-            positive("max_steps")
-        finite("learning_rate", 0.0, low_allowed=True)  # 0: a run that only evaluates, or a test's
-        finite("weight_decay", 0.0, low_allowed=True)
+            _check_integer("max_steps", self.max_steps)
+        _check_number("learning_rate", self.learning_rate, 0.0)  # 0: a run that only evaluates, or a test's
+        _check_number("weight_decay", self.weight_decay, 0.0)
         if self.precision not in PRECISIONS:
             raise TrainingError(f"TrainingArguments: precision must be one of {', '.join(PRECISIONS)}, "
                                 f"got {self.precision!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise TrainingError(f"{spelled('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.warmup_steps and self.warmup_ratio:
-            raise TrainingError(f"give {spelled('warmup_steps')} or {spelled('warmup_ratio')}, not both")
         if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise TrainingError(f"{spelled('max_grad_norm')} must be positive or None, got {self.max_grad_norm!r}")
         if self.early_stopping_patience is not None:
-            positive("early_stopping_patience")
-            if self.keep_best_metric is None:
-                raise TrainingError(f"{spelled('early_stopping_patience')} needs keep_best_metric (a metric to "
-                                    "watch, on an evaluation set)")
+            _check_integer("early_stopping_patience", self.early_stopping_patience)
+
+    def _check_combinations(self) -> None:
+        """Settings that exclude or need each other."""
+        if self.warmup_steps and self.warmup_ratio:
+            raise TrainingError(f"give {spelled('warmup_steps')} or {spelled('warmup_ratio')}, not both")
+        if self.early_stopping_patience is not None and self.keep_best_metric is None:
+            raise TrainingError(f"{spelled('early_stopping_patience')} needs keep_best_metric (a metric to "
+                                "watch, on an evaluation set)")
         if self.resume and self.overwrite_output_dir:
             raise TrainingError(f"give {spelled('resume')} (continue the run in {self.output_dir}) or "
                                 f"{spelled('overwrite_output_dir')} (replace it), not both")
@@ -100,3 +95,15 @@ class TrainingArguments:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _check_integer(name: str, value: Any, allow_zero: bool = False) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        bound = "an integer >= 0" if allow_zero else "a positive integer"
+        raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, low: float) -> None:
+    """A finite number >= low."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not value >= low:
+        raise TrainingError(f"{spelled(name)} must be a number >= {low:g}, got {value!r}")

@@ -37,7 +37,7 @@ from torch import nn
 
 from minibert.errors import CheckpointError, spelled
 from minibert.io import atomic_write_text, remove_stale_temps, temp_name, torch_save
-from minibert.training import distributed
+from minibert.training.processes import Processes, gather_to_all, on_main
 from minibert.training.args import TrainingArguments
 from minibert.training.errors import TrainingError
 
@@ -92,14 +92,14 @@ def check_finite_weights(model: nn.Module, step: int, last: Path | None) -> None
 
 def save(output_dir: Path, state: TrainState, model: nn.Module, optimizer: torch.optim.Optimizer,
          scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, args: TrainingArguments,
-         data_order: dict[str, Any], processes: distributed.Processes, last: Path | None = None,
+         data_order: dict[str, Any], processes: Processes, last: Path | None = None,
          before_commit: Callable[[], None] | None = None) -> Path:
     """Write the checkpoint of `state.step` and make it "last" (and "best" if state.best_step is this step).
     Rank 0 writes; every rank must call, as the RNG states of all ranks are gathered. `last` is the checkpoint
     before this one (named in errors); `before_commit` runs once the checkpoint is complete on disk, just before
     the index names it. A failed write (a full disk) removes the partial checkpoint and raises, naming it."""
     check_finite_weights(model, state.step, last)
-    rng = distributed.gather_to_all(capture_rng())  # each rank resumes its own dropout stream
+    rng = gather_to_all(capture_rng())  # each rank resumes its own dropout stream
     folder = output_dir / CHECKPOINTS
     name = checkpoint_name(state.step)
 
@@ -122,12 +122,12 @@ def save(output_dir: Path, state: TrainState, model: nn.Module, optimizer: torch
             if stale.is_dir() and stale.name not in index.values():
                 shutil.rmtree(stale, ignore_errors=True)
 
-    distributed.on_main(processes, write)  # a failure on rank 0 stops every rank
+    on_main(processes, write)  # a failure on rank 0 stops every rank
     return folder / name
 
 
 def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, scheduler, scaler,
-                  args: TrainingArguments, data_order: dict[str, Any], processes: distributed.Processes,
+                  args: TrainingArguments, data_order: dict[str, Any], processes: Processes,
                   rng: list, state: TrainState, last: Path | None) -> Path:
     """The checkpoint's files, in a temporary folder beside the others (removed again if a write fails)."""
     remove_stale_temps(folder)  # left by a killed save
@@ -194,10 +194,13 @@ def check_model_tensors(path: Path, saved: Any, expected: dict[str, torch.Tensor
     reshaped = [name for name in expected if name in saved and isinstance(saved[name], torch.Tensor)
                 and saved[name].shape != expected[name].shape]
     if missing or unexpected or reshaped:
-        found = "; ".join(f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
-                          for what, names in (("missing", missing), ("not the model's", unexpected),
-                                              ("other shape", reshaped)) if names)
+        found = "; ".join(f"{what}: {_first_names(names)}" for what, names in (
+            ("missing", missing), ("not the model's", unexpected), ("other shape", reshaped)) if names)
         raise CheckpointError(f"{path}: does not hold this model's weights ({found})")
+
+
+def _first_names(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
 
 
 TRAINER_KEYS = {"state": dict, "data_order": dict, "args": dict, "model_config": dict}
@@ -249,7 +252,7 @@ def check_data_order(folder: Path, saved: dict[str, Any], current: dict[str, Any
 
 def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
          scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, data_order: dict[str, Any],
-         processes: distributed.Processes) -> tuple[TrainState, dict[str, Any]]:
+         processes: Processes) -> tuple[TrainState, dict[str, Any]]:
     """Restore everything `save` wrote into the model, optimizer, scheduler, scaler and RNGs; return the state and
     the run's saved TrainingArguments (as a dict)."""
     trainer = read_trainer(folder)

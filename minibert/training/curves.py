@@ -33,20 +33,26 @@ def plot_curves(metrics_path: Path, image_path: Path) -> None:
     records = MetricsLog.read(metrics_path)
     accuracy_keys = sorted({k for r in records for k in r if k.startswith("eval_") and "accuracy" in k})
     fig, axes = plt.subplots(1, 2 if accuracy_keys else 1, figsize=(11 if accuracy_keys else 6, 4), squeeze=False)
-    loss_axis = axes[0][0]
-    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
-        points = [(r["step"], r[key]) for r in records if key in r]
-        if points:
-            loss_axis.plot(*zip(*points), label=label, marker="o" if key.startswith("eval") else None)
-    loss_axis.set(xlabel="step", ylabel="loss", title="loss")
-    loss_axis.legend()
+    _plot_losses(axes[0][0], records)
     if accuracy_keys:
-        accuracy_axis = axes[0][1]
-        for key in accuracy_keys:
-            accuracy_axis.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), label=key, marker="o")
-        accuracy_axis.set(xlabel="step", ylabel="accuracy", title="evaluation accuracy")
-        accuracy_axis.legend()
+        _plot_accuracies(axes[0][1], records, accuracy_keys)
     fig.tight_layout()
     with atomic_path(image_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _plot_losses(axis, records: list[dict]) -> None:
+    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        points = [(r["step"], r[key]) for r in records if key in r]
+        if points:
+            axis.plot(*zip(*points), label=label, marker="o" if key.startswith("eval") else None)
+    axis.set(xlabel="step", ylabel="loss", title="loss")
+    axis.legend()
+
+
+def _plot_accuracies(axis, records: list[dict], keys: list[str]) -> None:
+    for key in keys:
+        axis.plot(*zip(*[(r["step"], r[key]) for r in records if key in r]), label=key, marker="o")
+    axis.set(xlabel="step", ylabel="accuracy", title="evaluation accuracy")
+    axis.legend()

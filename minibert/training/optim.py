@@ -11,25 +11,25 @@ BETAS = (0.9, 0.999)
 EPS = 1e-6
 
 
-def decays(module: nn.Module, name: str, param: nn.Parameter) -> bool:
-    """Whether weight decay applies to `param`, named `name` inside `module`.
+def decays(module: nn.Module, param: nn.Parameter) -> bool:
+    """Whether weight decay applies to `param`, a parameter of `module` itself.
 
     BERT's code excluded parameters by name ("LayerNorm", "bias"): decay pulls a weight matrix towards zero, which
     regularises it, but pulling a LayerNorm gain towards zero (or a bias anywhere) only shrinks activations. We
-    decide by what the parameter is rather than what it is called: anything owned by an nn.LayerNorm, anything
-    named `...bias` (this includes the MLM head's output bias `mlm.bias`), and any 1-D parameter (gains and biases
-    of layers we may not know by type). Weight matrices and embedding tables decay."""
-    return not (isinstance(module, nn.LayerNorm) or name.endswith("bias") or param.ndim < 2)
+    decide by what the parameter is rather than what it is called: anything owned by an nn.LayerNorm, and any 1-D
+    parameter (every bias, the MLM head's output bias included, and gains of layers we may not know by type).
+    Weight matrices and embedding tables decay."""
+    return not (isinstance(module, nn.LayerNorm) or param.ndim < 2)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: decayed weights, and everything `decays` exempts. A tied parameter appears once."""
     decayed, exempt, seen = [], [], set()
     for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
+        for param in module.parameters(recurse=False):
             if param.requires_grad and id(param) not in seen:
                 seen.add(id(param))
-                (decayed if decays(module, name, param) else exempt).append(param)
+                (decayed if decays(module, param) else exempt).append(param)
     return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
 
 

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from minibert.runtime import machine_facts
-from minibert.training import distributed
+from minibert.training.processes import broadcast_from_main
 from minibert.training.task import to_device
 
 AUTO = "auto"
@@ -126,7 +126,7 @@ def resolve_precision(args, model: nn.Module, task, train_dataset, collate_fn, d
         terms = task.loss_terms(model, batch)
         sum(total / max(int(count), 1) for total, count in terms.values()).backward()
 
-    choice = distributed.broadcast_from_main(probe(step, model, device, tokens))
+    choice = broadcast_from_main(probe(step, model, device, tokens))
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         print(choice.line() + _expected(choice, total_steps, args.grad_accumulation_steps), file=sys.stderr,
               flush=True)

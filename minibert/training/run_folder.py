@@ -12,9 +12,10 @@ from typing import Any, Callable, Iterator
 from minibert.errors import spelled
 from minibert.io import remove_own_temps, remove_stale_temps, unwritable_reason
 from minibert.output_lock import output_lock
-from minibert.training import checkpointing, distributed
+from minibert.training import checkpointing
 from minibert.training.args import TrainingArguments
 from minibert.training.errors import TrainingError
+from minibert.training.processes import Processes, on_main
 
 logger = logging.getLogger("minibert")
 
@@ -57,7 +58,7 @@ def check_writable(folder: Path) -> None:
 
 
 @contextmanager
-def hold_output_dir(folder: Path, processes: distributed.Processes,
+def hold_output_dir(folder: Path, processes: Processes,
                     check: Callable[[], None] | None = None) -> Iterator[None]:
     """Rank 0 holds the folder's lock (see minibert.output_lock) for the block, after removing temporaries that
     killed writers left there, and runs `check` (e.g. check_output_dir) once it holds it: on rank 0 alone, since
@@ -72,7 +73,7 @@ def hold_output_dir(folder: Path, processes: distributed.Processes,
             if check is not None:
                 check()
 
-        distributed.on_main(processes, take)
+        on_main(processes, take)
         try:
             yield
         except BaseException:

@@ -22,7 +22,6 @@ from typing import Any, Iterable, Iterator, Protocol
 import torch
 from torch import Tensor, nn
 
-IGNORE_INDEX = -100  # label value that no loss term counts (cross-entropy's ignore_index)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 Batch = dict[str, Any]
@@ -43,11 +42,6 @@ def model_inputs(batch: Batch) -> dict[str, Tensor]:
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
-def upcast(logits: Tensor) -> Tensor:
-    """Losses are summed in at least float32, also under bf16/fp16 autocast."""
-    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -47,7 +47,7 @@ def pretrained_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def classifier_dir(pretrained_dir, tmp_path_factory) -> Path:
     """The pretrained tiny model fine-tuned (library API, a few steps) to tell "good"/"great" from "bad"/"awful"."""
-    from minibert.tasks.finetune import finetune
+    from minibert.finetuning.run import finetune
     root = tmp_path_factory.mktemp("classifier")
     rng = random.Random(0)
     with open(root / "train.csv", "w", newline="", encoding="utf-8") as f:

@@ -72,10 +72,10 @@ def test_bad_input_is_one_line_and_status_2(case, pretrained_dir, tmp_path, caps
     elif case == "unwritable html":
         (tmp_path / "a-file").write_text("")
         extra = ["--html", str(tmp_path / "a-file" / "page.html")]
-        expected = f"--html {tmp_path / 'a-file' / 'page.html'}: {tmp_path / 'a-file'} is not an existing folder"
+        expected = f"--html {tmp_path / 'a-file' / 'page.html'}: cannot be written ({tmp_path / 'a-file'} is a file)"
     elif case == "png path is a file":
         (tmp_path / "a-file").write_text("")
-        extra, expected = ["--png", str(tmp_path / "a-file")], "exists and is not a folder"
+        extra, expected = ["--png", str(tmp_path / "a-file")], f"is not writable ({tmp_path / 'a-file'} is a file)"
     elif case == "bad head":
         extra, expected = ["--mask-head", "two"], "--mask-head 'two': expected LAYER:HEAD"
     elif case == "head out of range":

@@ -14,7 +14,7 @@ from minibert.explain.journey import explain
 from minibert.explain.loading import load_for_explain
 from minibert.explain.report import render_text
 from minibert.inference import fill_mask
-from minibert.tasks.predict import Predictor
+from minibert.finetuning.predict import Predictor
 
 from .test_trace import resolve_location
 

@@ -13,7 +13,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_training import SyntheticPretraining, stack, tiny_model  # noqa: E402
 
-from minibert.training import PretrainingTask, TrainingArguments, train  # noqa: E402
+from minibert.pretraining.objective import PretrainingTask  # noqa: E402
+from minibert.training import TrainingArguments, train  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -8,8 +8,9 @@ from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
 from minibert.errors import CheckpointError
 from minibert.io import TEMP_MARK
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
-from minibert.training import (PretrainingTask, SequenceClassificationTask, TrainingArguments, TrainingError,
-                               train)
+from minibert.finetuning.objective import SequenceClassificationTask
+from minibert.pretraining.objective import PretrainingTask
+from minibert.training import TrainingArguments, TrainingError, train
 from minibert.training import checkpointing
 from minibert.training.batches import EpochBatches
 

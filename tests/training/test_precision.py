@@ -13,7 +13,8 @@ import torch
 from synthetic_training import SyntheticPretraining, stack, tiny_model
 
 from minibert import runtime
-from minibert.training import PretrainingTask, TrainingArguments, train
+from minibert.pretraining.objective import PretrainingTask
+from minibert.training import TrainingArguments, train
 from minibert.training import precision as precision_module
 from minibert.training.precision import PrecisionChoice, decide, probe, screen_rejects
 

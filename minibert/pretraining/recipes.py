@@ -1,0 +1,59 @@
+"""Named pretraining recipes: a model size, data options and optimisation settings that belong together.
+
+`minibert pretrain --recipe NAME` starts from a recipe and any flag given on the command line overrides it.
+
+- "bert" (the default): the original BERT 2018 settings, as `create_pretraining_data.py` and `run_pretraining.py`
+  have them (128-token MLM + NSP examples, 15% static masking, dupe factor 10; AdamW, lr 1e-4, decay 0.01). It
+  names no model size: give one with --preset or --config.
+- "cpu": what buys the most held-out [MASK]-position accuracy per CPU-minute from scratch, measured on the
+  Wikipedia leads asset on 2 cores (docs/pretraining-recipe.md has the ablation and its figures). A small
+  model with no dropout, MLM only with fresh masks every epoch, a high peak learning rate after a long warm-up,
+  and a vocabulary learnt from the corpus (the size it was measured with is `vocab_size`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from minibert.config import BertConfig
+from minibert.pretraining.examples import PretrainingOptions
+from minibert.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    summary: str
+    model: dict[str, Any] = field(default_factory=dict)  # BertConfig fields; empty: no model size of its own
+    data: dict[str, Any] = field(default_factory=dict)  # PretrainingOptions fields
+    training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments fields
+    vocab_size: int | None = None  # the WordPiece size it was measured with, learnt when no tokenizer is given
+    init: str = "bert"  # how a model from scratch starts (minibert.pretraining.initialisation)
+
+    def model_config(self, vocab_size: int) -> BertConfig:
+        """The model to train from scratch, sized to the tokenizer's vocabulary (recipes with a model only)."""
+        return BertConfig(vocab_size=vocab_size, **self.model)
+
+    def options(self, **given: Any) -> PretrainingOptions:
+        """The recipe's data options, with `given` (explicit choices) on top."""
+        return PretrainingOptions(**{**self.data, **given})
+
+
+RECIPES: dict[str, Recipe] = {
+    "bert": Recipe("the original BERT settings (give a model size with --preset or --config)"),
+    "cpu": Recipe(
+        "a small BERT that learns context within minutes on a laptop CPU (docs/pretraining-recipe.md)",
+        model=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        data=dict(max_seq_length=64, nsp=False, dynamic_masking=True, dupe_factor=1),
+        training=dict(per_device_batch_size=16, learning_rate=1e-3, warmup_ratio=0.05, weight_decay=0.01,
+                      max_steps=4000),
+        vocab_size=8192, init="local-attention"),
+}
+DEFAULT_RECIPE = "bert"
+
+
+def recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ConfigError(f"unknown recipe {name!r}; expected one of {', '.join(RECIPES)}")
+    return RECIPES[name]
