@@ -43,9 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="settings to start from; flags given override it (default: bert, the original settings; "
                         "cpu: learns context in minutes on a CPU, with its own model size and vocabulary size)")
     model = p.add_mutually_exclusive_group()
-    model.add_argument("--preset", choices=sorted(PRESETS), help="a model size, trained from scratch")
-    model.add_argument("--config", metavar="FILE", help="a config.json, trained from scratch")
-    model.add_argument("--init-from", metavar="CKPT", help="continue pretraining a checkpoint (folder or hub id)")
+    model.add_argument("--preset", choices=sorted(PRESETS),
+                       help="a model size, trained from scratch (default: the recipe's model size, if it has one)")
+    model.add_argument("--config", metavar="FILE", help="a config.json, trained from scratch (default: none)")
+    model.add_argument("--init-from", metavar="CKPT",
+                       help="continue pretraining a checkpoint, folder or hub id (default: none, from scratch)")
     p.add_argument("--init", choices=sorted(INITS), help="how a model from scratch starts (default: the recipe's; bert: "
                    "BERT's initialisation; local-attention: attention starts local, see minibert.pretraining_init)")
     p.add_argument("--output-dir", "-o", required=True, help="run folder: data/, checkpoints/, metrics, final/")
