@@ -271,7 +271,8 @@ def read_results(out: Path) -> list[dict]:
 
 
 def table(results: list[dict]) -> str:
-    """Markdown: one row per config (mean over its seeds), sorted by [MASK]-position accuracy."""
+    """Markdown: one row per config (mean over its seeds, with the seeds' range of [MASK]-position accuracy),
+    sorted by [MASK]-position accuracy."""
     groups: dict[str, list[dict]] = {}
     for r in results:
         groups.setdefault(r["name"], []).append(r)
@@ -287,9 +288,11 @@ def table(results: list[dict]) -> str:
         rows = groups[name]
         f = lambda key: mean(rows, lambda r: r["final"].get(key, float("nan")))  # noqa: E731
         change = ", ".join(f"{k}={v}" for k, v in rows[0]["changes"].items()) or "(none: the recipe)"
+        masked = [r["final"]["mlm_accuracy_mask"] for r in rows]
+        extent = f" ({min(masked):.1%}-{max(masked):.1%})" if len(rows) > 1 else ""  # the seeds' range
         lines.append(
             f"| {name} | {change} | {len(rows)} | {mean(rows, lambda r: r['cpu_s_per_step']) * 1000:.0f} | "
-            f"{mean(rows, lambda r: r['steps']):.0f} | {f('mlm_accuracy_mask'):.1%} | "
+            f"{mean(rows, lambda r: r['steps']):.0f} | {f('mlm_accuracy_mask'):.1%}{extent} | "
             f"{f('mlm_unigram_accuracy_mask'):.1%} | {f('mlm_accuracy_mask') / f('mlm_unigram_accuracy_mask'):.2f}x | "
             f"{f('mlm_accuracy_random'):.1%} | {f('mlm_accuracy_unchanged'):.1%} | {f('mlm_accuracy'):.1%} | "
             f"{f('mlm_loss'):.2f} | {mean(rows, lambda r: r['demo_top5']):.0%}, "
