@@ -105,8 +105,9 @@ def demo_pretraining(output_dir: str | Path, steps: int | None = None, precision
                              eval_every=max(1, steps // CURVE_POINTS), log_every=50, progress_bar=None,
                              overwrite_output_dir=True)
     try:
+        # The recipe's initialisation is half of what makes it learn context in minutes (docs/pretraining-recipe.md).
         result = pretrain(args, tokenizer, corpus=[corpus], model=model, init_from=init_from, options=options,
-                          eval_fraction=EVAL_FRACTION)
+                          eval_fraction=EVAL_FRACTION, init="bert" if continue_minilm else RECIPE.init)
         facts = machine_facts().describe()  # with the threads it trained on
     finally:
         torch.set_num_threads(threads_before)
