@@ -6,9 +6,10 @@
   have them (128-token MLM + NSP examples, 15% static masking, dupe factor 10; AdamW, lr 1e-4, decay 0.01). It
   names no model size: give one with --preset or --config.
 - "cpu": what buys the most held-out [MASK]-position accuracy per CPU-minute from scratch, measured on the
-  Wikipedia leads asset on 2 cores (docs/pretraining-recipe.md has the ablation and its figures). A small
-  model with no dropout, MLM only with fresh masks every epoch, a high peak learning rate after a long warm-up,
-  and a vocabulary learnt from the corpus (the size it was measured with is `vocab_size`).
+  Wikipedia leads asset on one AVX2 thread (docs/pretraining-recipe.md has the ablation and its figures). A
+  small model with no dropout, the "local-attention" initialisation, MLM only with fresh masks every epoch, a
+  high peak learning rate after a 5% warm-up, and a vocabulary learnt from the corpus (the size it was measured
+  with is `vocab_size`).
 """
 
 from __future__ import annotations
