@@ -56,12 +56,15 @@ PROBE_STEPS = (10, 60)
 # Every config changes the `cpu` recipe (minibert/recipes.py) in one respect, except "old demo recipe", the
 # recipe `make demo` used before this study (BERT's initialisation, MLM + NSP, masks drawn once, peak lr 2e-3).
 CPU = RECIPES["cpu"]
+# The baseline every row changes is the cpu recipe as first measured, with a 5% warm-up; the "one-cycle
+# (triangular)" row beat it by more than the seeds' spread, and the recipe now has that row's 50% warm-up.
+MEASURED_WARMUP = 0.05
 BASE = dict(vocab_size=CPU.vocab_size, **{k: CPU.model[k] for k in ("hidden_size", "num_hidden_layers",
                                                                       "num_attention_heads", "intermediate_size")},
             dropout=CPU.model["hidden_dropout_prob"], **dataclasses.asdict(INITS[CPU.init]),
             max_seq_length=CPU.data["max_seq_length"], nsp=CPU.data["nsp"], dynamic_masking=CPU.data["dynamic_masking"],
             whole_word_mask=False, masked_lm_prob=0.15, batch_size=CPU.training["per_device_batch_size"],
-            learning_rate=CPU.training["learning_rate"], warmup_ratio=CPU.training["warmup_ratio"],
+            learning_rate=CPU.training["learning_rate"], warmup_ratio=MEASURED_WARMUP,
             weight_decay=CPU.training["weight_decay"])
 BERT_INIT = dataclasses.asdict(INITS["bert"])
 
