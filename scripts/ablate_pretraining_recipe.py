@@ -316,9 +316,12 @@ def figure(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axis = plt.subplots(figsize=(9, 5.5))
-    for r in sorted(results, key=lambda r: -r["final"]["mlm_accuracy_mask"]):
+    names = list(dict.fromkeys(r["name"] for r in sorted(results, key=lambda r: -r["final"]["mlm_accuracy_mask"])))
+    colours = plt.get_cmap("tab20")  # one colour per config, one line style per seed
+    for r in sorted(results, key=lambda r: (names.index(r["name"]), r["seed"])):
         points = [(e["step"] * r["cpu_s_per_step"], e["eval_mlm_accuracy_mask"]) for e in r["curve"]]
-        axis.plot(*zip(*points), marker="o", markersize=3, label=f"{r['name']} (seed {r['seed']})")
+        axis.plot(*zip(*points), marker="o", markersize=3, color=colours(names.index(r["name"]) % 20),
+                  linestyle=("-", "--", ":")[r["seed"] % 3], label=f"{r['name']} (seed {r['seed']})")
     unigram = [r["final"]["mlm_unigram_accuracy_mask"] for r in results]
     axis.axhline(sum(unigram) / len(unigram), color="grey", linestyle="--", label="unigram guess (8k vocab)")
     axis.set(xlabel="CPU-seconds of training (1 thread, fp32)", ylabel="held-out accuracy at [MASK] positions",
