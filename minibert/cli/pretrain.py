@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "cpu: learns context in minutes on a CPU, with its own model size and vocabulary size)")
     model = p.add_mutually_exclusive_group()
     model.add_argument("--preset", choices=sorted(PRESETS),
-                       help="a model size, trained from scratch (default: the recipe's model size)")
+                       help="a model size, trained from scratch (default: the recipe's model size, if it has one)")
     model.add_argument("--config", metavar="FILE", help="a config.json, trained from scratch (default: none)")
     model.add_argument("--init-from", metavar="CKPT",
                        help="continue pretraining a checkpoint, folder or hub id (default: none, from scratch)")

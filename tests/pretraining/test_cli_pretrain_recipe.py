@@ -84,3 +84,55 @@ def test_bert_recipe_without_a_model_size_is_one_line(corpus, tmp_path, capsys):
     status = main(["pretrain", "--corpus", str(corpus), "-o", str(tmp_path)])
     error = capsys.readouterr().err.strip()
     assert status == 2 and "names no model size" in error and len(error.splitlines()) == 1, error
+
+
+@pytest.fixture
+def captured(monkeypatch, tmp_path) -> dict:
+    """What `minibert pretrain` passes to the library's pretrain(), which is replaced by a recorder."""
+    from types import SimpleNamespace
+    calls: dict = {}
+
+    def recorder(args, tokenizer, **kwargs):
+        calls.update(kwargs, args=args, tokenizer=tokenizer)
+        return SimpleNamespace(steps=0, wall_time_s=0.0, tokens_per_s=0.0, final_metrics={}, output_dir=tmp_path)
+
+    monkeypatch.setattr("minibert.pretraining.run.pretrain", recorder)
+    return calls
+
+
+@pytest.fixture
+def vocab(tmp_path) -> Path:
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("flags, init, model", [
+    ([], "local-attention", "recipe"),
+    (["--init", "bert"], "bert", "recipe"),
+    (["--preset", "tiny"], "local-attention", "tiny"),
+    (["--preset", "tiny", "--init", "bert"], "bert", "tiny"),
+    (["--init-from", "some/checkpoint"], "bert", None),
+])
+def test_init_and_model_flags_win_over_the_cpu_recipe(captured, vocab, corpus, tmp_path, flags, init, model):
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--recipe", "cpu",
+                 "-o", str(tmp_path / "run"), "--max-seq-length", "32", *flags]) == 0
+    assert captured["init"] == init, f"{flags}: init {captured['init']!r}, expected {init!r}"
+    if model == "recipe":
+        config = captured["model"]
+        assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (128, 2, 7), \
+            f"the recipe's model sized to the tokenizer expected, got {config}"
+    else:
+        assert captured["model"] == model, f"{flags}: model {captured['model']!r}, expected {model!r}"
+    options = captured["options"]
+    assert (options.max_seq_length, options.nsp, options.dynamic_masking) == (32, False, True), \
+        f"the recipe's data options with --max-seq-length on top expected, got {options}"
+    assert captured["args"].learning_rate == RECIPES["cpu"].training["learning_rate"], "the recipe's lr should stay"
+
+
+def test_the_bert_recipe_adds_nothing_to_the_flags(captured, vocab, corpus, tmp_path):
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--preset", "tiny",
+                 "-o", str(tmp_path / "run")]) == 0
+    assert (captured["init"], captured["model"], captured["options"]) == ("bert", "tiny", None), \
+        f"the default recipe should leave BERT's initialisation and the original data options: {captured}"
+    assert captured["args"].learning_rate == 1e-4 and captured["args"].max_steps is None, captured["args"]
