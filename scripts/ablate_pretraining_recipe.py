@@ -53,7 +53,7 @@ from pretraining_cloze import DEMO, HELD_OUT, hit_rate, top_k_hits  # noqa: E402
 EVAL_FRACTION = 0.03  # ~300 documents, ~5,000 [MASK] targets: a standard error of ~0.4 points at 10% accuracy
 PROBE_STEPS = (10, 60)
 
-# Every config changes the `cpu` recipe (minibert/recipes.py) in one respect, except "old demo recipe", the
+# Every config changes the `cpu` recipe (minibert/pretraining/recipes.py) in one respect, except "old demo recipe", the
 # recipe `make demo` used before this study (BERT's initialisation, MLM + NSP, masks drawn once, peak lr 2e-3).
 CPU = RECIPES["cpu"]
 # The baseline every row changes is the cpu recipe as first measured, with a 5% warm-up; the "one-cycle
@@ -71,7 +71,7 @@ BERT_INIT = dataclasses.asdict(INITS["bert"])
 CONFIGS: dict[str, dict] = {
     "cpu recipe": {},
     "old demo recipe": dict(**BERT_INIT, nsp=True, dynamic_masking=False, learning_rate=2e-3),
-    # initialisation (minibert/pretraining_init.py)
+    # initialisation (minibert/pretraining/initialisation.py)
     "BERT init": BERT_INIT,
     "no sinusoidal positions": dict(sinusoidal_positions=False),
     "keys not tied to queries": dict(query_equals_key=False),

@@ -1,8 +1,8 @@
 """Pretraining demo: a small BERT learns from 10,000 Wikipedia lead sections on a CPU, from scratch, with the
-`cpu` recipe (minibert/recipes.py, docs/pretraining-recipe.md) and a fixed amount of work (optimizer steps).
+`cpu` recipe (minibert/pretraining/recipes.py, docs/pretraining-recipe.md) and a fixed amount of work (optimizer steps).
 
     python scripts/demo_pretrain.py runs/demo/pretrain                     # the demo: DEMO_STEPS steps
-    python scripts/demo_pretrain.py runs/demo/pretrain-long --steps 12000  # the longer run (make demo-pretrain-long)
+    python scripts/demo_pretrain.py runs/demo/pretrain-long --steps 12000  # a longer run
     python scripts/demo_pretrain.py runs/demo/continue --continue          # continue all-MiniLM-L6-v2 instead
 
 It prints the held-out curve with MLM accuracy split by what the input showed at each target (only [MASK]
