@@ -15,7 +15,7 @@ browser:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif command -v apt-get >/dev/null; then \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver; \
-	else echo "make setup: install chromium and chromedriver yourself (no apt-get here); the explorer test needs them"; fi
+	else echo "make test: install chromium and chromedriver yourself (no apt-get here); the explorer test needs them"; fi
 
 # torch is pinned here only, so pip takes the CPU build that lies on disk; the project itself asks for torch>=2.3.
 $(VENV)/.installed: pyproject.toml Makefile
