@@ -8,42 +8,31 @@ import codecs
 import math
 
 
-def _number(text: str, kind: type, what: str):
+def _number(text: str, kind: type, what: str, accept=lambda value: True):
+    """`text` as a `kind` that `accept` takes (floats must be finite), or an argparse error saying `what` it must be."""
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if kind is float and not math.isfinite(value):
+    if (kind is float and not math.isfinite(value)) or not accept(value):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = _number(text, int, "a positive integer")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+    return _number(text, int, "a positive integer", lambda value: value >= 1)
 
 
 def non_negative_int(text: str) -> int:
-    value = _number(text, int, "an integer >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+    return _number(text, int, "an integer >= 0", lambda value: value >= 0)
 
 
 def positive_float(text: str) -> float:
-    value = _number(text, float, "a positive number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return _number(text, float, "a positive number", lambda value: value > 0)
 
 
 def non_negative_float(text: str) -> float:
-    value = _number(text, float, "a number >= 0")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
+    return _number(text, float, "a number >= 0", lambda value: value >= 0)
 
 
 def finite_float(text: str) -> float:
@@ -53,18 +42,12 @@ def finite_float(text: str) -> float:
 
 def fraction(text: str) -> float:
     """A share in [0, 1)."""
-    value = _number(text, float, "a number in [0, 1)")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
-    return value
+    return _number(text, float, "a number in [0, 1)", lambda value: 0.0 <= value < 1.0)
 
 
 def probability(text: str) -> float:
     """A probability in [0, 1]."""
-    value = _number(text, float, "a number in [0, 1]")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
-    return value
+    return _number(text, float, "a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
 
 
 def encoding(text: str) -> str:
