@@ -843,6 +843,13 @@ def _(w, tmp, patch):
                ("empty corpus",), check=lambda: assert_nothing_written_but(tmp, tmp / "empty.txt"))
 
 
+@row("pretrain --recipe cpu on an empty corpus (the vocabulary is learnt first)")
+def _(w, tmp, patch):
+    (tmp / "empty.txt").write_text("")
+    return Row(["pretrain", "--recipe", "cpu", "--corpus", str(tmp / "empty.txt"), "--output-dir", str(tmp / "run")],
+               ("empty corpus",), check=lambda: assert_nothing_written_but(tmp, tmp / "empty.txt"))
+
+
 @row("an unexpected error")
 def _(w, tmp, patch):
     import minibert.inference
@@ -1044,3 +1051,15 @@ def test_a_full_filesystem(world, tmp_path, monkeypatch, capsys):
     assert sorted(listing) == ["index.json", "step-000001"], f"the partial checkpoint should be gone: {listing}"
     assert index["last"] == "step-000001", index
     assert resumed[0] == 0, f"--resume after making room failed: {resumed[1]}"
+
+
+def test_an_empty_corpus_is_one_line_when_the_recipe_learns_a_vocabulary_first(tmp_path):
+    """In a real process (pytest would capture a warning in-process): the empty file's warning is held back, as
+    data preparation holds it back, since the error says the same."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    process = minibert_process("pretrain", "--recipe", "cpu", "--corpus", str(empty), "--output-dir",
+                               str(tmp_path / "run"))
+    _, err = process.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert process.returncode == 2 and len(lines) == 1 and "empty corpus" in lines[0], (process.returncode, err)

@@ -154,10 +154,11 @@ def learn_tokenizer(corpus: Sequence[PathLike], vocab_size: int, folder: PathLik
     record = folder / "learnt_from.json"
     if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == source:
         return BertTokenizer.from_pretrained(folder)
-    documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
-    if eval_fraction:
-        documents = split_documents(documents, False, eval_fraction, seed)
-    tokenizer = train_wordpiece(documents, vocab_size)
+    with warnings_if_successful():  # an empty file's warning would only repeat the error an empty corpus raises
+        documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
+        if eval_fraction:
+            documents = split_documents(documents, False, eval_fraction, seed)
+        tokenizer = train_wordpiece(documents, vocab_size)
     tokenizer.save_pretrained(folder)
     atomic_write_text(record, json.dumps(source, indent=2) + "\n")
     return tokenizer
