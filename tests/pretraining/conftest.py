@@ -46,3 +46,18 @@ def _make_documents(num_documents: int, min_sentences: int, max_sentences: int, 
 def make_documents():
     """The synthetic-corpus builder, as a fixture so test modules need not import conftest."""
     return _make_documents
+
+
+@pytest.fixture(scope="session")
+def corpus_sentences() -> list[str]:
+    return ["The cat sat on the mat.", "A dog ran to the park.", "Birds fly over the old house.",
+            "We walked along the river bank.", "It was raining in the morning."]
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory, corpus_sentences) -> Path:
+    """30 documents of 3 sentences, one document per line ("lines" format), for the command-line tests."""
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    lines = [" ".join(corpus_sentences[(i + j) % len(corpus_sentences)] for j in range(3)) for i in range(30)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

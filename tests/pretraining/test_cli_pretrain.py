@@ -13,19 +13,8 @@ import pytest
 
 from minibert.cli.main import main
 
-SENTENCES = ["The cat sat on the mat.", "A dog ran to the park.", "Birds fly over the old house.",
-             "We walked along the river bank.", "It was raining in the morning."]
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=64)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """30 documents of 3 sentences, one document per line ("lines" format)."""
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    lines = [" ".join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3)) for i in range(30)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +51,12 @@ def error_line(capsys, argv: list[str]) -> str:
     return lines[0]
 
 
-def test_train_tokenizer_folder_loads_in_transformers(tokenizer_dir):
+def test_train_tokenizer_folder_loads_in_transformers(tokenizer_dir, corpus_sentences):
     transformers = pytest.importorskip("transformers")
     from minibert.tokenizer import BertTokenizer
     theirs = transformers.AutoTokenizer.from_pretrained(str(tokenizer_dir))
     ours = BertTokenizer.from_pretrained(tokenizer_dir)
-    for text in SENTENCES + ["An unseen word: photosynthesis!"]:
+    for text in corpus_sentences + ["An unseen word: photosynthesis!"]:
         assert theirs(text)["input_ids"] == ours.backend.encode(text).ids, f"the two read {text!r} differently"
     assert theirs.mask_token_id == ours.mask_id and theirs.pad_token_id == 0, "special tokens differ"
 

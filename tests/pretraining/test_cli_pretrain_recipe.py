@@ -15,17 +15,6 @@ from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 from minibert.training.args import TrainingArguments
 
-SENTENCES = ["The cat sat on the mat.", "A dog ran to the park.", "Birds fly over the old house.",
-             "We walked along the river bank.", "It was raining in the morning."]
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    lines = [" ".join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3)) for i in range(30)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
 
 def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["pretrain", "--corpus", "c.txt", "-o", "out", *argv])
