@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from minibert.errors import ConfigError
+from minibert.errors import ConfigError, shown
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+POSITIVE_INTEGERS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size", "num_labels")
+PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 
 
 @dataclass
@@ -43,41 +48,71 @@ class BertConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.validate()
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
             self.num_labels = len(self.id2label)
-        self.validate()
 
     # -- validation -------------------------------------------------------------------------------------------
     def validate(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"config: {name} must be a positive integer, got {value!r}")
+        """Every value typed and in range, and the model small enough to build here: checked before any tensor
+        is allocated, so a config.json with `"layer_norm_eps": Infinity` or `"hidden_size": 1e9` is one line
+        naming the key, not all-zero vectors or a failed allocation of a terabyte."""
+        for name in POSITIVE_INTEGERS:
+            _check(name, getattr(self, name), _is_integer, "a positive integer", lambda value: value >= 1)
+        for name in PROBABILITIES:
+            _check(name, getattr(self, name), _is_number, "a number in [0, 1)", lambda value: 0 <= value < 1)
+        if self.classifier_dropout is not None:
+            _check("classifier_dropout", self.classifier_dropout, _is_number, "a number in [0, 1) or null",
+                   lambda value: 0 <= value < 1)
+        # An epsilon as large as the variance it guards (about 1 after each layer) flattens every vector.
+        _check("layer_norm_eps", self.layer_norm_eps, _is_number, "a number in (0, 1)", lambda value: 0 < value < 1)
+        _check("initializer_range", self.initializer_range, _is_number, "a number >= 0", lambda value: value >= 0)
+        if self.pad_token_id is not None:
+            _check("pad_token_id", self.pad_token_id, _is_integer, f"a token id in [0, vocab_size {self.vocab_size})",
+                   lambda value: 0 <= value < self.vocab_size)
+        from minibert.model import ACTIVATIONS  # the registry of activation functions lives with the model
+        for name, allowed in (("hidden_act", tuple(ACTIVATIONS)), ("position_embedding_type", ("absolute",)),
+                              ("attn_implementation", ATTENTION_IMPLEMENTATIONS)):
+            _check(name, getattr(self, name), lambda value: isinstance(value, str), f"one of {', '.join(allowed)}",
+                   lambda value: value in allowed)
+        if self.problem_type is not None:
+            _check("problem_type", self.problem_type, lambda value: isinstance(value, str),
+                   f"one of {', '.join(PROBLEM_TYPES)} or null", lambda value: value in PROBLEM_TYPES)
+        _check("unpad", self.unpad, lambda value: isinstance(value, bool), "true or false")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ConfigError(
                 f"config: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})")
-        from minibert.model import ACTIVATIONS  # the registry of activation functions lives with the model
-        if self.hidden_act not in ACTIVATIONS:
-            raise ConfigError(f"config: unknown hidden_act {self.hidden_act!r}; expected one of {', '.join(ACTIVATIONS)}")
-        if self.position_embedding_type != "absolute":
-            raise ConfigError(
-                f"config: position_embedding_type {self.position_embedding_type!r} is not supported; minibert "
-                "implements BERT's learned absolute positions")
-        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-            raise ConfigError(f"config: unknown attn_implementation {self.attn_implementation!r}; "
-                              f"expected one of {', '.join(ATTENTION_IMPLEMENTATIONS)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"config: {name} must be in [0, 1), got {getattr(self, name)!r}")
-        if self.classifier_dropout is not None and not 0.0 <= self.classifier_dropout < 1.0:
-            raise ConfigError(f"config: classifier_dropout must be in [0, 1), got {self.classifier_dropout!r}")
-        if self.layer_norm_eps <= 0:
-            raise ConfigError(f"config: layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
-        if self.num_labels < 1:
-            raise ConfigError(f"config: num_labels must be at least 1, got {self.num_labels!r}")
+        if self.id2label is not None:
+            _check_labels(self.id2label)
+        self.check_fits_in_memory()
+
+    def parameter_count(self) -> dict[str, int]:
+        """The parameters of the model this config describes, by part (an encoder with its pooler and a masked-LM
+        head; a task head adds hidden_size x num_labels), computed without building it."""
+        d, i = self.hidden_size, self.intermediate_size
+        layer = 4 * (d * d + d) + 2 * (d * i) + i + d + 4 * d  # attention, feed-forward, two layer norms
+        return {f"word embeddings (vocab_size {self.vocab_size} x hidden_size {d})": self.vocab_size * d,
+                f"position embeddings (max_position_embeddings {self.max_position_embeddings} x hidden_size {d})":
+                    self.max_position_embeddings * d,
+                f"token type embeddings (type_vocab_size {self.type_vocab_size} x hidden_size {d})":
+                    self.type_vocab_size * d,
+                f"layers (num_hidden_layers {self.num_hidden_layers} of hidden_size {d}, intermediate_size {i})":
+                    self.num_hidden_layers * layer,
+                "pooler and heads": 2 * (d * d + d) + 2 * d + self.vocab_size + self.num_labels * (d + 1)}
+
+    def check_fits_in_memory(self) -> None:
+        """Refuse a model whose float32 weights alone would not fit in the memory this process may use."""
+        from minibert.runtime import memory_bytes
+        available = memory_bytes()
+        parts = self.parameter_count()
+        needed = 4 * sum(parts.values())
+        if available is not None and needed > available:
+            largest = max(parts, key=parts.get)
+            raise ConfigError(f"config: a model of this size has {needed // 4:,} parameters, {needed / 2**30:,.1f} "
+                              f"GiB in float32, more than the {available / 2**30:,.1f} GiB of memory here; the "
+                              f"largest part: the {largest}")
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property
@@ -107,7 +142,10 @@ class BertConfig:
         kwargs = {k: data.pop(k) for k in list(data) if k in known}
         data.pop("label2id", None)  # derived from id2label
         if "minibert" in data:  # our own execution settings, stored under one key transformers ignores
-            for k, v in data.pop("minibert").items():
+            settings = data.pop("minibert")
+            if not isinstance(settings, dict):
+                raise ConfigError(f"config: minibert must be an object of minibert's settings, got {shown(settings)}")
+            for k, v in settings.items():
                 if k in ("attn_implementation", "unpad"):
                     kwargs[k] = v
         kwargs["extra"] = data
@@ -122,6 +160,8 @@ class BertConfig:
             raise ConfigError(f"{path}: config file not found") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not a config (JSON nested too deeply)") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         try:
@@ -148,6 +188,50 @@ class BertConfig:
     def to_json(self, path: str | os.PathLike, architecture: str | None = None) -> None:
         from minibert.io import atomic_write_text  # local import keeps config importable on its own
         atomic_write_text(Path(path), json.dumps(self.to_dict(architecture), indent=2) + "\n")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a finite float (JSON's Infinity and NaN are read as floats)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, value: Any, typed: Callable[[Any], bool], what: str,
+           accept: Callable[[Any], bool] = lambda value: True) -> None:
+    """`value` of the config key `name` is of its type (`typed`) and within range (`accept`), else a ConfigError
+    saying `what` it must be."""
+    if not typed(value) or not accept(value):
+        kind = "" if typed(value) else " (not finite)" if isinstance(value, float) else f" ({_json_kind(value)})"
+        raise ConfigError(f"config: {name} must be {what}, got {shown(value)}{kind}")
+
+
+def _json_kind(value: Any) -> str:
+    """What a value read from JSON is, in JSON's words."""
+    for kind, name in ((bool, "true/false"), (str, "text"), (dict, "an object"), (list, "a list"),
+                       (type(None), "null")):
+        if isinstance(value, kind):
+            return name
+    return "a number"
+
+
+def _check_labels(id2label: Any) -> None:
+    """id2label maps the class ids 0..n-1 (as numbers, or digits as JSON keys are) to names."""
+    if not isinstance(id2label, dict):
+        raise ConfigError(f"config: id2label must map class ids to names, got {shown(id2label)} ({_json_kind(id2label)})")
+    if not id2label:
+        raise ConfigError("config: id2label is empty; a classifier has at least one class")
+    ids = []
+    for key, name in id2label.items():
+        if not (_is_integer(key) or (isinstance(key, str) and key.isdigit() and key.isascii())):
+            raise ConfigError(f"config: id2label has the key {shown(key)}; class ids are whole numbers 0, 1, ...")
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+            raise ConfigError(f"config: id2label[{key}] must be a label name (text), got {shown(name)}")
+        ids.append(int(key))
+    if sorted(ids) != list(range(len(ids))):
+        raise ConfigError(f"config: id2label's ids must be 0 to {len(ids) - 1}, got {shown(sorted(ids))}")
 
 
 # Named sizes for training from scratch.

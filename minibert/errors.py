@@ -12,6 +12,11 @@ from typing import Iterator, Mapping
 
 _spelling: dict[str, str] = {}
 
+# The largest integer a setting takes: what torch, NumPy and the operating system hold in a signed 64-bit integer
+# (a seed, a count of steps, a size). Python reads any integer; a larger one would fail deep inside a library
+# ("Overflow when unpacking long long") instead of where it was given.
+MAX_INTEGER = 2**63 - 1
+
 
 class MinibertError(ValueError):
     """Base class: bad input a user can fix."""
@@ -39,6 +44,22 @@ class DataError(MinibertError):
 
 class InputError(MinibertError):
     """Tensors passed to a model that it cannot take (too long, ids out of range, mismatched shapes)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM: `kill`, a job scheduler, a container stopping). Raised by the CLI's
+    handler, and a KeyboardInterrupt, so that it unwinds as Ctrl-C does: temporary files removed, the output folder's
+    lock released, earlier outputs left as they were."""
+
+
+def shown(value: object, most: int = 60) -> str:
+    """`value` for a message: repr() of it, cut in the middle when long, so that an error about a 100,000-character
+    text or a list of 1,350 labels stays one short line."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= most:
+        return repr(text) if isinstance(value, str) else text
+    cut = f"{text[:most * 2 // 3]}...{text[-(most // 3):]}"
+    return f"{repr(cut) if isinstance(value, str) else cut} ({len(text):,} characters)"
 
 
 def spelled(name: str) -> str:

@@ -82,6 +82,32 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def memory_bytes() -> int | None:
+    """The memory this process may fill: the machine's physical memory, or less where a cgroup (a container, a
+    job scheduler) or an address-space limit (ulimit -v) says so; None where none of them can be read."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        pass
+    for path in (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max": no limit
+            limits.append(int(text))
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, ValueError, OSError):
+        pass
+    positive = [limit for limit in limits if limit > 0]
+    return min(positive) if positive else None
+
+
 def native_bf16() -> bool:
     """Whether bf16 matrix products run on bf16 hardware here: the CPU has AVX-512 BF16 or AMX, and oneDNN (which
     runs torch's bf16 products on CPU) is allowed to use them (ONEDNN_MAX_CPU_ISA can forbid it)."""

@@ -7,15 +7,20 @@ import argparse
 import codecs
 import math
 
+from minibert.errors import MAX_INTEGER, shown
+
 
 def _number(text: str, kind: type, what: str, accept=lambda value: True):
-    """`text` as a `kind` that `accept` takes (floats must be finite), or an argparse error saying `what` it must be."""
+    """`text` as a `kind` that `accept` takes (floats must be finite, integers at most MAX_INTEGER), or an argparse
+    error saying `what` it must be."""
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}") from None
     if (kind is float and not math.isfinite(value)) or not accept(value):
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}")
+    if kind is int and abs(value) > MAX_INTEGER:
+        raise argparse.ArgumentTypeError(f"must be {what}, at most {MAX_INTEGER} (2**63-1), got {shown(text)}")
     return value
 
 

@@ -3,14 +3,17 @@
 
 Exit status: 0 done; 2 bad input (a bad flag, file, checkpoint; a full disk; a run already using the output
 folder), always one line on stderr naming the flag, file, key or line at fault, never a traceback; 1 an
-unexpected error (one line too, and `minibert -v ...` prints its traceback); 130 interrupted (Ctrl-C)."""
+unexpected error (one line too, and `minibert -v ...` prints its traceback); 130 interrupted (Ctrl-C); 143
+terminated (SIGTERM, handled as Ctrl-C is: one line, temporary files removed, the folder's lock released)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from typing import Iterator
@@ -90,16 +93,33 @@ def flag_spelling(command: argparse.ArgumentParser, fields: dict[str, str]) -> d
     return {**flags, **{field: flags[dest] for dest, field in fields.items() if dest in flags}}
 
 
+# An error line longer than this is cut in the middle: the messages elide long values themselves (see
+# minibert.errors.shown); this is the guard for any that does not, so no error floods a terminal.
+MOST_CHARACTERS = 300
+
+
 def describe(error: BaseException) -> str | None:
     """The one line for an error a user can act on, or None for an unexpected one."""
     from minibert.errors import MinibertError
     if isinstance(error, MinibertError):
-        return " ".join(str(error).split())
+        return at_most(" ".join(str(error).split()))
     if isinstance(error, OSError) and error.strerror:
         reason = error.strerror[0].lower() + error.strerror[1:]
         where = error.filename if error.filename is not None else "output"
-        return f"{where}: {reason}" + (f" ({error.filename2})" if error.filename2 else "")
+        return at_most(f"{where}: {reason}" + (f" ({error.filename2})" if error.filename2 else ""))
     return None
+
+
+def at_most(line: str, most: int = MOST_CHARACTERS) -> str:
+    """`line`, its middle elided when it is longer than `most` characters (the start names the file and line, the
+    end often says what to do)."""
+    if len(line) <= most:
+        return line
+    keep = most - 40
+    for _ in range(2):  # the count's width changes what is kept, hardly ever twice
+        elided = f" ... ({len(line) - keep:,} characters elided) ... "
+        keep = most - len(elided)
+    return line[:keep * 2 // 3] + elided + line[-(keep - keep * 2 // 3):]
 
 
 @contextmanager
@@ -120,28 +140,57 @@ def log_to_stderr(verbose: bool) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises Terminated (a KeyboardInterrupt) in the main thread, so a `kill`, a job
+    scheduler or a stopping container ends a command as Ctrl-C does, cleanly, instead of at once with nothing said.
+    A second SIGTERM during the clean-up is ignored (SIGKILL remains for a process that must stop now)."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    from minibert.errors import Terminated
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from minibert.errors import spelling
+    with sigterm_as_interrupt():
+        return run_command(argv)
+
+
+def run_command(argv: list[str] | None) -> int:
+    from minibert.errors import Terminated, spelling
+    prefix, args = "minibert", None
     try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as done:  # --help (0) or a bad flag (2, its line printed)
-        return done.code if isinstance(done.code, int) else 0
-    prefix = f"minibert {args.command}"
-    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help (0) or a bad flag (2, its line printed)
+            return done.code if isinstance(done.code, int) else 0
+        prefix = f"minibert {args.command}"
         with spelling(args.spelling), log_to_stderr(args.verbose):
             logging.getLogger("minibert").info(set_threads(args.threads).line())
             return args.run(args)
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; outputs written before are left as they were", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        what, status = ("terminated (SIGTERM)", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
+        print(f"{prefix}: {what}; outputs written before are left as they were", file=sys.stderr)
+        return status
     except Exception as error:
+        if args is None:  # building the parser failed: a bug, with its traceback
+            raise
         line = describe(error)
         if line is not None:
             print(f"{prefix}: error: {line}", file=sys.stderr)
             return 2
         if args.verbose:
             traceback.print_exc()
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = at_most(str(error).strip().splitlines()[0]) if str(error).strip() else ""
         print(f"{prefix}: error: unexpected {type(error).__name__}{': ' + first if first else ''} "
               f"(a bug? rerun with `minibert -v {args.command} ...` for the traceback)", file=sys.stderr)
         return 1

@@ -20,6 +20,12 @@ def require_matplotlib() -> None:
         raise InputError("--png needs matplotlib: pip install 'minibert[plot]' (or pip install matplotlib)") from None
 
 
+def as_text(text: str) -> str:
+    """`text` for a matplotlib label, shown as it is: matplotlib reads what stands between two "$" as math, so a
+    learnt token such as "$\\foo{$" would be a parse error (and "$x$" would show as an italic x)."""
+    return text.replace("$", r"\$")
+
+
 def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -> list[Path]:
     """Write layer_01.png ... layer_NN.png to `folder`: each head's (T, T) attention, queries down, keys across,
     with the sentence-pair boundary drawn. Returns the paths in layer order."""
@@ -30,6 +36,7 @@ def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -
 
     folder = check_output_folder(folder, "--png")
     tokens, heads = journey.tokens, journey.config.num_attention_heads
+    labels = [as_text(token) for token in tokens]
     segments = [p.segment for p in journey.pieces]
     b_start = segments.index(1) if 1 in segments else None
     columns = min(heads, 4)
@@ -40,8 +47,8 @@ def save_heatmaps(journey: Journey, folder: str | os.PathLike, dpi: int = 120) -
         # Shared axes: token labels only along the left column and the bottom row (less clutter, faster to draw).
         figure, axes = plt.subplots(rows, columns, figsize=(cell * columns, cell * rows + 0.4), squeeze=False,
                                     sharex=True, sharey=True)
-        axes[0, 0].set_xticks(range(len(tokens)), tokens)
-        axes[0, 0].set_yticks(range(len(tokens)), tokens)
+        axes[0, 0].set_xticks(range(len(tokens)), labels)
+        axes[0, 0].set_yticks(range(len(tokens)), labels)
         for head, ax in enumerate(axes.flat):
             ax.tick_params(axis="x", labelrotation=90, labelsize=6)
             ax.tick_params(axis="y", labelsize=6)

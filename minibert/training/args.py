@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from minibert.errors import spelled
+from minibert.errors import MAX_INTEGER, spelled
 from minibert.training.errors import TrainingError
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -98,9 +98,11 @@ class TrainingArguments:
 
 
 def _check_integer(name: str, value: Any, allow_zero: bool = False) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+    if not isinstance(value, int) or isinstance(value, bool) or not (0 if allow_zero else 1) <= value <= MAX_INTEGER:
         bound = "an integer >= 0" if allow_zero else "a positive integer"
-        raise TrainingError(f"{spelled(name)} must be {bound}, got {value!r}")
+        raise TrainingError(f"{spelled(name)} must be {bound}, at most {MAX_INTEGER} (2**63-1), got {value!r}"
+                            if isinstance(value, int) and value > MAX_INTEGER else
+                            f"{spelled(name)} must be {bound}, got {value!r}")
 
 
 def _check_number(name: str, value: Any, low: float) -> None:
