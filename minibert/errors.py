@@ -53,13 +53,19 @@ class Terminated(KeyboardInterrupt):
 
 
 def shown(value: object, most: int = 60) -> str:
-    """`value` for a message: repr() of it, cut in the middle when long, so that an error about a 100,000-character
-    text or a list of 1,350 labels stays one short line."""
-    text = value if isinstance(value, str) else repr(value)
+    """`value` for a message: repr() of it, cut in the middle when long (see `elided`)."""
+    if isinstance(value, str):
+        return elided(value, most, quote=True)
+    return elided(repr(value), most)
+
+
+def elided(text: str, most: int = 60, quote: bool = False) -> str:
+    """`text` cut in the middle when longer than `most` characters, saying how long it was, so that an error about
+    a 100,000-character text or a list of 1,350 labels stays one short line; `quote` quotes it as repr() does."""
     if len(text) <= most:
-        return repr(text) if isinstance(value, str) else text
+        return repr(text) if quote else text
     cut = f"{text[:most * 2 // 3]}...{text[-(most // 3):]}"
-    return f"{repr(cut) if isinstance(value, str) else cut} ({len(text):,} characters)"
+    return f"{repr(cut) if quote else cut} ({len(text):,} characters)"
 
 
 def spelled(name: str) -> str:

@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from minibert.errors import CheckpointError
+from minibert.errors import CheckpointError, InputError, spelled
 from minibert.hub import resolve
 from minibert.io import atomic_write_text, new_folder
 
@@ -169,6 +169,7 @@ class BertTokenizer:
                 raise ValueError(f"tokenizer: {len(texts)} texts but {len(pairs)} pairs")
         max_length = max_length or self.model_max_length
         if truncation:
+            self.check_room(max_length, pairs is not None)
             self.backend.enable_truncation(max_length, strategy="longest_first")
         try:
             inputs = list(zip(texts, pairs)) if pairs is not None else texts
@@ -188,6 +189,18 @@ class BertTokenizer:
         if return_tensors:
             batch = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
         return batch
+
+    def check_room(self, max_length: int, pair: bool = False) -> None:
+        """Refuse a `max_length` that leaves no token of text once [CLS] and [SEP] are in (one of each text of a
+        pair): cut to nothing, every text would look the same to the model, and embeddings or predictions would
+        be the same for all of them. (The tokenizers library, given less room than its specials, stops cutting.)"""
+        specials = self.backend.num_special_tokens_to_add(pair)
+        least = specials + (2 if pair else 1)
+        if not isinstance(max_length, int) or max_length < least:
+            room = "[CLS] and two [SEP] take 3 tokens, and each text needs one" if pair else \
+                f"[CLS] and [SEP] take {specials} tokens"
+            raise InputError(f"{spelled('max_length')} {max_length!r} leaves no room for text: {room}; give at "
+                             f"least {least}")
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

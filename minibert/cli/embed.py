@@ -15,7 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="mean of the real tokens' vectors, the [CLS] vector, or BERT's tanh pooler on it")
     p.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
-    p.add_argument("--max-length", type=positive_int, default=512, help="tokens per text (longer ones are cut)")
+    p.add_argument("--max-length", type=positive_int,
+                   help="tokens per text, longer ones are cut (default: the most the model reads, e.g. 512)")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
     p.add_argument("--int8", action="store_true",
                    help="int8 matrix products with per-token scales (minibert.quantize; CPU): faster, measured to "

@@ -12,7 +12,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from tokenizers import Tokenizer
 
-from minibert.errors import DataError
+from minibert.errors import DataError, shown, spelled
 from minibert.model import IGNORE_INDEX
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample, label_id, parse_score
 from minibert.tokenizer import BertTokenizer
@@ -43,8 +43,10 @@ class QAFeature:
 
 
 @contextmanager
-def _truncating(tokenizer: BertTokenizer, max_length: int, strategy: str, stride: int = 0) -> Iterator[Tokenizer]:
+def _truncating(tokenizer: BertTokenizer, max_length: int, strategy: str, stride: int = 0,
+                pair: bool = False) -> Iterator[Tokenizer]:
     """The backend with truncation on for the duration of a call; it is off otherwise (see BertTokenizer)."""
+    tokenizer.check_room(max_length, pair)
     tokenizer.backend.enable_truncation(max_length, stride=stride, strategy=strategy)
     try:
         yield tokenizer.backend
@@ -59,7 +61,8 @@ def encode_classification(tokenizer: BertTokenizer, examples: Sequence[TextExamp
     longer side first ("longest_first"), so a long premise cannot crowd out its hypothesis. Labels become ids
     through `label_map`, or floats when `regression`; examples without labels (test sets) get None."""
     inputs = [(example.text, example.pair) if example.pair is not None else example.text for example in examples]
-    with _truncating(tokenizer, max_length, "longest_first") as backend:
+    pairs = any(example.pair is not None for example in examples)
+    with _truncating(tokenizer, max_length, "longest_first", pair=pairs) as backend:
         encodings = backend.encode_batch(inputs)
     return [Feature(encoding.ids, encoding.type_ids, _sequence_label(example, label_map, regression))
             for example, encoding in zip(examples, encodings)]
@@ -126,7 +129,7 @@ def encode_qa(tokenizer: BertTokenizer, examples: Sequence[QAExample], max_lengt
     `doc_stride` tokens so that an answer cut by one window's edge lies whole inside a neighbour."""
     questions = [example.question.lstrip() for example in examples]  # SQuAD has questions with leading spaces
     _check_room_for_context(tokenizer, examples, questions, max_length, doc_stride)
-    with _truncating(tokenizer, max_length, "only_second", stride=doc_stride) as backend:
+    with _truncating(tokenizer, max_length, "only_second", stride=doc_stride, pair=True) as backend:
         encodings = backend.encode_batch([(question, example.context)
                                           for question, example in zip(questions, examples)])
     features = []
@@ -149,11 +152,13 @@ def _check_room_for_context(tokenizer: BertTokenizer, examples: Sequence[QAExamp
                             max_length: int, doc_stride: int) -> None:
     """Each window must advance through the context: its room (max_length - question - 3 specials) must exceed
     the overlap. The tokenizers library would otherwise fail without saying which question."""
+    tokenizer.check_room(max_length, pair=True)
     for example, question_ids in zip(examples, tokenizer.encode_batch_ids(questions)):
-        room = max_length - len(question_ids) - 3
+        room = max(0, max_length - len(question_ids) - 3)
         if room <= doc_stride:
-            raise DataError(f"question {example.id}: its {len(question_ids)} tokens leave {room} of max_length "
-                            f"{max_length} for the context, not more than doc_stride {doc_stride}")
+            raise DataError(f"question {shown(example.id, 40)}: its {len(question_ids)} tokens, with [CLS] and two "
+                            f"[SEP], leave {room} of {spelled('max_length')} {max_length} for the context, which "
+                            f"must be more than {spelled('doc_stride')} {doc_stride}")
 
 
 def _answer_positions(example: QAExample, offsets: Sequence[tuple[int, int] | None]) -> tuple[int, int]:

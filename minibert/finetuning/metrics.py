@@ -109,12 +109,18 @@ def extract_entities(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return entities
 
 
+def is_tag(tag: str) -> bool:
+    """Whether `tag` is O, B-TYPE or I-TYPE (BIO and IOB1 tags, as CoNLL-2003 writes them)."""
+    prefix, _, kind = tag.partition("-")
+    return tag == "O" or (prefix in ("B", "I") and bool(kind))
+
+
 def _split_tag(tag: str) -> tuple[str, str]:
+    if not is_tag(tag):
+        raise ValueError(f"tag '{tag}' is not O, B-TYPE or I-TYPE")
     if tag == "O":
         return "O", ""
     prefix, _, kind = tag.partition("-")
-    if prefix not in ("B", "I") or not kind:
-        raise ValueError(f"tag '{tag}' is not O, B-TYPE or I-TYPE")
     return prefix, kind
 
 

@@ -8,14 +8,19 @@ import csv
 import io
 import itertools
 import json
+import logging
 import math
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from minibert.errors import DataError
+from minibert.errors import DataError, elided, shown
+from minibert.finetuning.metrics import is_tag
 from minibert.text_files import read_text
+
+logger = logging.getLogger("minibert")
 
 
 # -- what the readers return ----------------------------------------------------------------------------------
@@ -78,7 +83,7 @@ def _describe(where: Mapping[str, str] | None) -> str:
     return "" if not where else " (rows where " + ", ".join(f"{k}={v}" for k, v in where.items()) + ")"
 
 
-def _open_text(path: Path, encoding: str) -> TextIO:
+def _open_text(path: Path, encoding: str) -> io.StringIO:
     # read_text drops the byte-order mark that Excel and MRPC's files start with, which would corrupt the first
     # column's name. newline="" lets the csv module see line breaks inside quoted fields.
     return io.StringIO(read_text(path, encoding), newline="")
@@ -94,10 +99,16 @@ def _delimited_rows(path: Path, format: str, encoding: str) -> Iterator[tuple[in
                 if line.strip():
                     yield line_number, line.split("\t")
         else:
+            # A field may be as long as the file (a long document in one cell); csv's default limit, 131,072
+            # characters, would refuse it. The limit only grows, so raising it cannot break another reader.
+            csv.field_size_limit(max(csv.field_size_limit(), min(len(file.getvalue()) + 1, 2**31 - 1)))
             reader = csv.reader(file)
-            for fields in reader:
-                if fields:
-                    yield reader.line_num, fields
+            try:
+                for fields in reader:
+                    if fields:
+                        yield reader.line_num, fields
+            except csv.Error as error:  # a NUL byte, a quote the dialect cannot read
+                raise DataError(f"{path}:{reader.line_num}: not readable as CSV ({error})") from None
 
 
 def _records(path: Path, rows: Iterable[tuple[int, list[str]]],
@@ -121,13 +132,20 @@ def _jsonl_records(path: Path, encoding: str) -> Iterator[tuple[str, dict[str, A
         for line_number, line in enumerate(file, start=1):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{line_number}: bad JSON ({error.msg})") from None
+            record = _json_line(line, f"{path}:{line_number}")
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{line_number}: expected a JSON object, got {type(record).__name__}")
             yield f"{path}:{line_number}", record
+
+
+def _json_line(line: str, origin: str) -> Any:
+    """One JSON value; a bad one is a DataError at `origin` (file:line), a value nested thousands deep too."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{origin}: bad JSON ({error.msg})") from None
+    except RecursionError:
+        raise DataError(f"{origin}: bad JSON (nested too deeply)") from None
 
 
 def _example_from_record(record: Mapping[str, Any], origin: str, text_column: str, pair_column: str | None,
@@ -141,13 +159,13 @@ def _example_from_record(record: Mapping[str, Any], origin: str, text_column: st
 def _field(record: Mapping[str, Any], column: str, origin: str) -> str:
     """A column's value as text; JSON numbers and booleans keep their JSON spelling ("1", "0.5", "true")."""
     if column not in record:
-        raise DataError(f"{origin}: no column '{column}' (columns: {', '.join(map(str, record))})")
+        raise DataError(f"{origin}: no column '{column}' (columns: {elided(', '.join(map(str, record)), 120)})")
     value = record[column]
     if isinstance(value, str):
         return value
     if isinstance(value, (bool, int, float)):
         return json.dumps(value)
-    raise DataError(f"{origin}: column '{column}' is {json.dumps(value)[:40]}, expected text or a number")
+    raise DataError(f"{origin}: column '{column}' is {shown(json.dumps(value), 40)}, expected text or a number")
 
 
 def _non_empty(examples: list, source: str | os.PathLike) -> list:
@@ -253,7 +271,10 @@ def read_conll(path: str | os.PathLike, encoding: str = "utf-8") -> list[TaggedS
                 current = None
                 continue
             if len(fields) < 2 or not fields[-1].strip():
-                raise DataError(f"{path}:{line_number}: expected a token and a tag, got '{line.strip()}'")
+                raise DataError(f"{path}:{line_number}: expected a token and a tag, got {shown(line.strip())}")
+            if not is_tag(fields[-1].strip()):
+                raise DataError(f"{path}:{line_number}: tag {shown(fields[-1].strip())} (the last column) is not O, "
+                                f"B-TYPE or I-TYPE")
             if current is None:
                 current = TaggedSentence([], [], f"{path}:{line_number}")
                 sentences.append(current)
@@ -272,6 +293,8 @@ def read_squad(path: str | os.PathLike, encoding: str = "utf-8") -> list[QAExamp
             squad = json.load(file)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{error.lineno}: bad JSON ({error.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}: bad JSON (nested too deeply)") from None
     try:
         examples = [_qa_example(question, paragraph["context"], path)
                     for article in squad["data"]
@@ -337,8 +360,38 @@ def build_label_map(labels: Iterable[str]) -> dict[str, int]:
 def label_id(label: str, label_map: Mapping[str, int], origin: str) -> int:
     """The id of `label`. An evaluation label that training never saw is an error, not a silently wrong id."""
     if label not in label_map:
-        raise DataError(f"{origin}: label '{label}' is not among the training labels ({', '.join(label_map)})")
+        raise DataError(f"{origin}: label {shown(label)} is not among the training labels "
+                        f"({elided(', '.join(label_map), 120)})")
     return label_map[label]
+
+
+def check_class_labels(examples: Sequence[TextExample], source: str | os.PathLike) -> None:
+    """Class names are compared as written, so two spellings of one class ("1" and "1.0" from a spreadsheet,
+    "pos" and " pos", "Pos" and "pos") would become two classes, each learnt from part of the data: an error
+    naming both lines. Labels that are all numbers, not all whole, look like scores: a warning pointing to
+    regression (they stay class names, as star ratings of 0.5 steps may be)."""
+    first_seen: dict[str, str] = {}
+    for example in examples:
+        first_seen.setdefault(example.label, example.origin)
+    same: dict[Any, str] = {}
+    for label, origin in first_seen.items():
+        other = same.setdefault(_class_key(label), label)
+        if other != label:
+            raise DataError(f"{origin}: label {shown(label)} and label {shown(other)} (at {first_seen[other]}) "
+                            f"name one class in two spellings; write it one way (classes are compared as written)")
+    numbers = [label for label in first_seen if _is_number(label)]
+    if first_seen and len(numbers) == len(first_seen) and not all(float(n).is_integer() for n in numbers):
+        logger.warning("%s: the labels look like scores (%s); classification takes each as a class name (%d "
+                       "classes); for scores, use the regression task", source, elided(", ".join(numbers)),
+                       len(numbers))
+
+
+def _class_key(label: str) -> Any:
+    """What two spellings of one class share: the number a numeric label names, else the text folded."""
+    text = unicodedata.normalize("NFKC", label).strip()
+    if _is_number(text) and math.isfinite(float(text)):
+        return float(text)
+    return text.casefold()
 
 
 def _is_number(text: str) -> bool:

@@ -41,9 +41,9 @@ from minibert.finetuning.features import (Feature, QAFeature, collate, default_d
 from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
-from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, glue_task,
-                                         load_hub_dataset, parse_score, read_conll, read_examples, read_glue,
-                                         read_squad)
+from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, check_class_labels,
+                                         glue_task, load_hub_dataset, parse_score, read_conll, read_examples,
+                                         read_glue, read_squad)
 from minibert.tokenizer import BertTokenizer
 from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAnsweringTask, SequenceClassificationTask,
                                            TokenClassificationTask)
@@ -130,6 +130,7 @@ def check_classes(kind: TaskKind, examples: Sequence, source: str | os.PathLike)
     """A training set with one class (or one tag) teaches nothing, and its validation accuracy of 1.0 means
     nothing: refuse it, naming the file and the one label."""
     if kind.name == "classification":
+        check_class_labels(examples, source)
         found = {example.label for example in examples}
     elif kind.name == "ner":
         found = {tag for sentence in examples for tag in sentence.tags}
