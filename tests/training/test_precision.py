@@ -12,7 +12,7 @@ import pytest
 import torch
 from synthetic_training import SyntheticPretraining, stack, tiny_model
 
-from minibert import runtime
+from minibert.plumbing import machine
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, train
 from minibert.training import precision as precision_module
