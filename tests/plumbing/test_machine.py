@@ -71,7 +71,7 @@ def test_the_thread_rule(cores, busy, physical, expected):
 def test_auto_threads_on_a_simulated_two_core_machine(tmp_path, monkeypatch, busy_ticks, threads):
     stat = fake_stat(tmp_path, monkeypatch, busy_ticks)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(machine, "physical_cores", lambda: 2)
     choice = machine.choose_threads("auto", stat=stat)
     assert choice.threads == threads, f"{choice.line()}"
     assert "of 2 cores busy" in choice.reason, f"the reason should give the measurement: {choice.line()}"
@@ -118,11 +118,11 @@ def test_machine_facts_name_what_a_figure_depends_on(monkeypatch):
 
 
 def test_native_bf16_needs_the_instructions_and_onednn_allowed_to_use_them(monkeypatch):
-    monkeypatch.setattr(runtime, "_cpu_flag", lambda name: name == "amx_bf16")
+    monkeypatch.setattr(machine, "_cpu_flag", lambda name: name == "amx_bf16")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert machine.native_bf16(), "AMX present and no ISA limit: native bf16"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert not machine.native_bf16(), "ONEDNN_MAX_CPU_ISA=AVX2 forbids oneDNN the bf16 instructions"
-    monkeypatch.setattr(runtime, "_cpu_flag", lambda name: False)
+    monkeypatch.setattr(machine, "_cpu_flag", lambda name: False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     assert not machine.native_bf16(), "an AVX2-only CPU has no native bf16"
