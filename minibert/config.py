@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from minibert.activations import ACTIVATIONS
 from minibert.errors import ConfigError, shown
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -71,7 +72,6 @@ class BertConfig:
         if self.pad_token_id is not None:
             _check("pad_token_id", self.pad_token_id, _is_integer, f"a token id in [0, vocab_size {self.vocab_size})",
                    lambda value: 0 <= value < self.vocab_size)
-        from minibert.model import ACTIVATIONS  # the registry of activation functions lives with the model
         for name, allowed in (("hidden_act", tuple(ACTIVATIONS)), ("position_embedding_type", ("absolute",)),
                               ("attn_implementation", ATTENTION_IMPLEMENTATIONS)):
             _check(name, getattr(self, name), lambda value: isinstance(value, str), f"one of {', '.join(allowed)}",
@@ -104,7 +104,7 @@ class BertConfig:
 
     def check_fits_in_memory(self) -> None:
         """Refuse a model whose float32 weights alone would not fit in the memory this process may use."""
-        from minibert.runtime import memory_bytes
+        from minibert.plumbing.machine import memory_bytes
         available = memory_bytes()
         parts = self.parameter_count()
         needed = 4 * sum(parts.values())
@@ -186,7 +186,7 @@ class BertConfig:
         return dict(sorted(data.items()))
 
     def to_json(self, path: str | os.PathLike, architecture: str | None = None) -> None:
-        from minibert.io import atomic_write_text  # local import keeps config importable on its own
+        from minibert.plumbing.atomic_files import atomic_write_text  # local import keeps config importable on its own
         atomic_write_text(Path(path), json.dumps(self.to_dict(architecture), indent=2) + "\n")
 
 

@@ -68,6 +68,10 @@ def elided(text: str, most: int = 60, quote: bool = False) -> str:
     return f"{repr(cut) if quote else cut} ({len(text):,} characters)"
 
 
+class TrainingError(MinibertError):
+    """A run that cannot start (bad arguments, unwritable output folder) or cannot go on (a NaN loss)."""
+
+
 def spelled(name: str) -> str:
     """How the user spelled the setting `name`: its command-line flag inside the CLI, else the name itself."""
     return _spelling.get(name, name)

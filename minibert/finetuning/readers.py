@@ -18,7 +18,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from minibert.errors import DataError, elided, shown
 from minibert.finetuning.metrics import is_tag
-from minibert.text_files import read_text
+from minibert.plumbing.text_files import read_text
 
 logger = logging.getLogger("minibert")
 
