@@ -23,7 +23,7 @@ from torch import Tensor
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, ShapeMismatchError
 from minibert.plumbing.hub import WEIGHT_FILES, resolve
-from minibert.plumbing.atomic_files import atomic_write_bytes, new_folder
+from minibert.plumbing.atomic_files import atomic_write_bytes, new_folder, replace_folder
 
 logger = logging.getLogger("minibert")
 
@@ -254,11 +254,11 @@ def check_encoder_complete(config: BertConfig, report: LoadReport, checkpoint_na
         return
     layers = {int(m.group(1)) for name in checkpoint_names if (m := re.search(r"encoder\.layer\.(\d+)\.", name))}
     held = f"; the checkpoint has {max(layers) + 1} layers" if layers else ""
-    problems = ([f"has no {summarise(missing)}"] if missing else []) + \
-        ([f"has {summarise(extra)}, which the config has no place for"] if extra else [])
+    problems = ([f"have no {summarise(missing)}"] if missing else []) + \
+        ([f"have {summarise(extra)}, which the config has no place for"] if extra else [])
     raise CheckpointError(f"{report.source}: the weights do not match config.json (num_hidden_layers "
-                          f"{config.num_hidden_layers}{held}): the checkpoint {' and '.join(problems)}; only heads "
-                          "may be newly initialised, so fix config.json or use a complete checkpoint")
+                          f"{config.num_hidden_layers}{held}): they {' and '.join(problems)}; only heads may be newly "
+                          "initialised: fix config.json, or use a complete checkpoint")
 
 
 def summarise(names: list[str], shown: int = 4) -> str:
@@ -310,19 +310,27 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | N
 # ----------------------------------------------------------------------------------------------------------------
 # Saving
 # ----------------------------------------------------------------------------------------------------------------
-def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
+def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike, whole: bool = False) -> None:
     """config.json + model.safetensors in Hugging Face naming; each file replaced atomically. A failed write (a
-    full disk) leaves the folder's earlier files as they were, and no folder at all if it was new."""
+    full disk) leaves the folder's earlier files as they were, and no folder at all if it was new. `whole`: the
+    folder is the caller's alone (a run's final/): it is written beside and replaces the earlier one whole, so an
+    interrupted write never leaves a mix of earlier and new files (plumbing.atomic_files.replace_folder)."""
     from safetensors.torch import save
     folder = Path(folder)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in hf_state_dict(model).items()}
     # Serialised in memory, then written by Python: a full disk is then an OSError naming the file (safetensors'
     # own writer reports it as a SafetensorError).
     data = save(tensors, metadata={"format": "pt"})
+
+    def write(target: Path) -> None:
+        atomic_write_bytes(target / "model.safetensors", data)
+        model.config.to_json(target / "config.json", architecture=type(model).__name__)
     try:
-        with new_folder(folder):
-            atomic_write_bytes(folder / "model.safetensors", data)
-            model.config.to_json(folder / "config.json", architecture=type(model).__name__)
+        if whole:
+            replace_folder(folder, write)
+        else:
+            with new_folder(folder):
+                write(folder)
     except OSError as e:
         raise CheckpointError(f"{e.filename or folder}: cannot write the model ({(e.strerror or str(e)).lower()})") \
             from None

@@ -98,7 +98,7 @@ class BertConfig:
                     self.max_position_embeddings * d,
                 f"token type embeddings (type_vocab_size {self.type_vocab_size} x hidden_size {d})":
                     self.type_vocab_size * d,
-                f"layers (num_hidden_layers {self.num_hidden_layers} of hidden_size {d}, intermediate_size {i})":
+                f"layers (num_hidden_layers {self.num_hidden_layers}, hidden_size {d}, intermediate_size {i})":
                     self.num_hidden_layers * layer,
                 "pooler and heads": 2 * (d * d + d) + 2 * d + self.vocab_size + self.num_labels * (d + 1)}
 
@@ -110,9 +110,8 @@ class BertConfig:
         needed = 4 * sum(parts.values())
         if available is not None and needed > available:
             largest = max(parts, key=parts.get)
-            raise ConfigError(f"config: a model of this size has {needed // 4:,} parameters, {needed / 2**30:,.1f} "
-                              f"GiB in float32, more than the {available / 2**30:,.1f} GiB of memory here; the "
-                              f"largest part: the {largest}")
+            raise ConfigError(f"config: {needed / 2**30:,.0f} GiB of float32 weights, more than the "
+                              f"{available / 2**30:,.1f} GiB of memory here; most in the {largest}")
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property

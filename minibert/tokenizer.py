@@ -17,6 +17,7 @@ from minibert.plumbing.hub import resolve
 from minibert.plumbing.atomic_files import atomic_write_text, new_folder
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")  # what save_pretrained writes
 
 
 class BertTokenizer:
@@ -190,17 +191,18 @@ class BertTokenizer:
             batch = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
         return batch
 
-    def check_room(self, max_length: int, pair: bool = False) -> None:
+    def check_room(self, max_length: int, pair: bool = False, where: str = "") -> None:
         """Refuse a `max_length` that leaves no token of text once [CLS] and [SEP] are in (one of each text of a
         pair): cut to nothing, every text would look the same to the model, and embeddings or predictions would
-        be the same for all of them. (The tokenizers library, given less room than its specials, stops cutting.)"""
+        be the same for all of them. (The tokenizers library, given less room than its specials, stops cutting.)
+        `where` starts the message (a file that holds the setting)."""
         specials = self.backend.num_special_tokens_to_add(pair)
         least = specials + (2 if pair else 1)
         if not isinstance(max_length, int) or max_length < least:
             room = "[CLS] and two [SEP] take 3 tokens, and each text needs one" if pair else \
                 f"[CLS] and [SEP] take {specials} tokens"
-            raise InputError(f"{spelled('max_length')} {max_length!r} leaves no room for text: {room}; give at "
-                             f"least {least}")
+            raise InputError(f"{where}{spelled('max_length')} {max_length!r} leaves no room for text: {room}; give "
+                             f"at least {least}")
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)

@@ -430,7 +430,7 @@ def _(w, tmp, patch):
     model = without_tensor(w, tmp, w.encoder, "encoder.layer.1.output.dense.weight")
     return Row(["embed", str(model), "--input", str(texts_file(tmp)), "-o", str(tmp / "v.npy")],
                ("model.safetensors: the weights do not match config.json (num_hidden_layers 2",
-                "has no encoder.layer.1.output.dense.weight", "only heads may be newly initialised"), keep=(model,),
+                "have no encoder.layer.1.output.dense.weight", "only heads may be newly initialised"), keep=(model,),
                check=lambda: assert_nothing_written_but(tmp, model, tmp / "texts.txt"))
 
 
@@ -438,7 +438,7 @@ def _(w, tmp, patch):
 def _(w, tmp, patch):
     model = with_layers(w, tmp, w.encoder, 4)
     return Row(["embed", str(model), "--input", str(texts_file(tmp)), "-o", str(tmp / "v.npy")],
-               ("(num_hidden_layers 4; the checkpoint has 2 layers)", "has no encoder.layer.2.*, encoder.layer.3.*"),
+               ("(num_hidden_layers 4; the checkpoint has 2 layers)", "have no encoder.layer.2.*, encoder.layer.3.*"),
                keep=(model,))
 
 
@@ -447,13 +447,13 @@ def _(w, tmp, patch):
     model = with_layers(w, tmp, w.classifier, 1)
     return Row(["predict", str(model), "--input", str(texts_file(tmp))],
                ("(num_hidden_layers 1; the checkpoint has 2 layers)",
-                "has bert.encoder.layer.1.*, which the config has no place for"), keep=(model,))
+                "have bert.encoder.layer.1.*, which the config has no place for"), keep=(model,))
 
 
 @row("finetune: an embedding tensor missing")
 def _(w, tmp, patch):
     model = without_tensor(w, tmp, w.encoder, "embeddings.token_type_embeddings.weight")
-    return Row(w.finetune(tmp / "out", model=model), ("has no embeddings.token_type_embeddings.weight",),
+    return Row(w.finetune(tmp / "out", model=model), ("have no embeddings.token_type_embeddings.weight",),
                keep=(model,), check=lambda: assert_nothing_written_but(tmp, model))
 
 
@@ -462,13 +462,13 @@ def _(w, tmp, patch):
     model = without_tensor(w, tmp, w.encoder, "encoder.layer.0.attention.output.LayerNorm.weight")
     return Row(["pretrain", "--data", str(w.data), "--init-from", str(model), "--output-dir", str(tmp / "out"),
                 "--max-steps", "1", "--no-progress"],
-               ("has no encoder.layer.0.attention.output.LayerNorm.weight",), keep=(model,))
+               ("have no encoder.layer.0.attention.output.LayerNorm.weight",), keep=(model,))
 
 
 @row("parity: an encoder tensor missing")
 def _(w, tmp, patch):
     model = without_tensor(w, tmp, w.encoder, "encoder.layer.0.intermediate.dense.bias")
-    return Row(["parity", str(model)], ("has no encoder.layer.0.intermediate.dense.bias",), keep=(model,))
+    return Row(["parity", str(model)], ("have no encoder.layer.0.intermediate.dense.bias",), keep=(model,))
 
 
 # -- inference on a model with an untrained part -------------------------------------------------------------------
@@ -862,6 +862,520 @@ def _(w, tmp, patch):
                 "rerun with `minibert -v embed ...` for the traceback"), status=1)
 
 
+# == round 3 (issue 19): one section per class of bad input, each a root cause, not one line ======================
+MOST_CHARACTERS = 300  # an error line, whatever it quotes, with paths of ordinary length (see short_paths)
+
+
+def short_paths(line: str, *roots: Path) -> str:
+    """`line` as it would read with the test's long temporary folders (/tmp/pytest-of-.../test_row_...) named
+    as a user's folder might be (/data): the length a user sees."""
+    for root in sorted({str(root) for root in roots}, key=len, reverse=True):
+        line = line.replace(root, "/data")
+    return line
+
+
+def with_config_value(w: World, tmp: Path, folder: Path, key: str, json_text: str) -> Path:
+    """A copy of `folder` whose config.json holds `key` as `json_text` (JSON, or what Python's json reads:
+    Infinity, NaN)."""
+    model = w.copy(folder, tmp, "model")
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    config[key] = "@@"
+    (model / "config.json").write_text(json.dumps(config).replace('"@@"', json_text), encoding="utf-8")
+    return model
+
+
+def embed_argv(model: Path, tmp: Path, *extra: str) -> list[str]:
+    return ["embed", str(model), "--input", str(texts_file(tmp)), "-o", str(tmp / "v.npy"), *extra]
+
+
+# -- config values: typed, finite, in range, and a model that fits in memory, checked before any tensor exists ------
+CONFIG_VALUES = [
+    ("layer_norm_eps", "Infinity", "layer_norm_eps must be a number in (0, 1), got inf (not finite)"),
+    ("layer_norm_eps", "NaN", "layer_norm_eps must be a number in (0, 1), got nan (not finite)"),
+    ("layer_norm_eps", "1e30", "layer_norm_eps must be a number in (0, 1), got 1e+30"),
+    ("layer_norm_eps", '"1e-12"', "layer_norm_eps must be a number in (0, 1), got '1e-12' (text)"),
+    ("hidden_dropout_prob", "NaN", "hidden_dropout_prob must be a number in [0, 1), got nan"),
+    ("attention_probs_dropout_prob", '"0.1"', "attention_probs_dropout_prob must be a number in [0, 1), got '0.1'"),
+    ("classifier_dropout", "-0.5", "classifier_dropout must be a number in [0, 1) or null, got -0.5"),
+    ("initializer_range", "-Infinity", "initializer_range must be a number >= 0, got -inf"),
+    ("hidden_size", "32.0", "hidden_size must be a positive integer, got 32.0"),
+    ("num_labels", '"2"', "num_labels must be a positive integer, got '2' (text)"),
+    ("hidden_act", "[]", "hidden_act must be one of gelu"),
+    ("pad_token_id", "-5", "pad_token_id must be a token id in [0, vocab_size 41), got -5"),
+    ("pad_token_id", "1000000", "pad_token_id must be a token id in [0, vocab_size 41), got 1000000"),
+    ("problem_type", '"weird"', "problem_type must be one of regression"),
+    ("id2label", '["neg", "pos"]', "id2label must map class ids to names, got ['neg', 'pos'] (a list)"),
+    ("id2label", '{"a": "x"}', "id2label has the key 'a'; class ids are whole numbers"),
+    ("id2label", '{"0": "x", "5": "y"}', "id2label's ids must be 0 to 1, got [0, 5]"),
+    ("minibert", '"fast"', "minibert must be an object of minibert's settings, got 'fast'"),
+    ("hidden_size", "1000000000", "GiB of memory here; most in the layers (num_hidden_layers 2, hidden_size "
+                                  "1000000000, intermediate_size 64)"),
+    ("intermediate_size", "1000000000000", "GiB of memory here; most in the layers"),
+    ("vocab_size", "10000000000", "most in the word embeddings (vocab_size 10000000000 x hidden_size 32)"),
+    ("max_position_embeddings", "1000000000", "most in the position embeddings"),
+]
+for _key, _value, _expected in CONFIG_VALUES:
+    @row(f"config.json {_key} {_value}")
+    def _(w, tmp, patch, key=_key, value=_value, expected=_expected):
+        model = with_config_value(w, tmp, w.encoder, key, value)
+        return Row(embed_argv(model, tmp), (f"{model / 'config.json'}: config: ", expected), keep=(model,),
+                   check=lambda: assert_nothing_written_but(tmp, model, tmp / "texts.txt"))
+
+
+@row("config.json nested 100,000 deep")
+def _(w, tmp, patch):
+    model = w.copy(w.encoder, tmp, "model")
+    (model / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    return Row(embed_argv(model, tmp), (f"{model / 'config.json'}: not a config (JSON nested too deeply)",))
+
+
+@row("pretrain --config with initializer_range NaN")
+def _(w, tmp, patch):
+    config = tmp / "config.json"
+    config.write_text(w.config.read_text().replace("{", '{"initializer_range": NaN, ', 1), encoding="utf-8")
+    argv = w.pretrain(tmp / "out")
+    argv[argv.index("--config") + 1] = str(config)
+    return Row(argv, (f"{config}: config: initializer_range must be a number >= 0, got nan",),
+               check=lambda: assert_nothing_written_but(tmp, config))
+
+
+# -- a checkpoint's head must fit the task asked of it ------------------------------------------------------------
+for _task in ("ner", "regression", "qa"):
+    @row(f"predict a classifier --task {_task}")
+    def _(w, tmp, patch, task=_task):
+        return Row(["predict", str(w.classifier), "--input", str(texts_file(tmp)), "--task", task],
+                   (f"{w.classifier}: its head was fine-tuned for classification (label_map.json), not {task}",
+                    "leave out --task"))
+
+
+@row("predict a classifier that config.json calls a tagger (labels that are no tags)")
+def _(w, tmp, patch):
+    model = with_config_value(w, tmp, w.classifier, "architectures", '["BertForTokenClassification"]')
+    (model / "label_map.json").unlink()
+    return Row(["predict", str(model), "--input", str(texts_file(tmp))],
+               (f"{model}: its labels (neg, pos) are not NER tags (O, B-TYPE, I-TYPE)",), keep=(model,))
+
+
+def with_label_map(w: World, tmp: Path, **changes) -> Path:
+    model = w.copy(w.classifier, tmp, "model")
+    label_map = json.loads((model / "label_map.json").read_text(encoding="utf-8"))
+    (model / "label_map.json").write_text(json.dumps({**label_map, **changes}), encoding="utf-8")
+    return model
+
+
+for _changes, _expected in (({"labels": ["a", "b", "c"]}, "3 label names (a, b, c) for a head of 2 outputs"),
+                            ({"labels": "ab"}, "label_map.json: 'labels' should list the label names in id order"),
+                            ({"task": 5}, "label_map.json: 'task' is 5, not one of classification"),
+                            ({"max_length": 10**12}, "label_map.json: max_length 1000000000000 is more than the "
+                                                     "model reads (128 tokens)"),
+                            ({"max_length": 2}, "label_map.json: max_length 2 leaves no room for text")):
+    @row(f"predict with label_map.json {_changes}")
+    def _(w, tmp, patch, changes=_changes, expected=_expected):
+        model = with_label_map(w, tmp, **changes)
+        return Row(["predict", str(model), "--input", str(texts_file(tmp))], (expected,), keep=(model,))
+
+
+@row("finetune a classifier for ner (the heads share their tensors)")
+def _(w, tmp, patch):
+    data = tmp / "ner.conll"
+    data.write_text("alice\tB-PER\nwas\tO\n\nbob\tB-PER\nis\tO\n\n" * 8, encoding="utf-8")
+    return Row(w.finetune(tmp / "out", model=w.classifier, task="ner", train=data),
+               (f"{w.classifier}: its head was fine-tuned for classification (label_map.json), not ner",),
+               check=lambda: assert_nothing_written_but(tmp, data))
+
+
+@row("export --class BertForQuestionAnswering of a classifier")
+def _(w, tmp, patch):
+    return Row(["export", "onnx", str(w.classifier), str(tmp / "m.onnx"), "--class", "BertForQuestionAnswering"],
+               ("export as BertForQuestionAnswering needs trained weights", "qa_outputs"),
+               check=lambda: assert_nothing_written(tmp))
+
+
+# -- lengths must hold a token of text; [MASK] must lie within the model's length ----------------------------------
+for _length in ("1", "2"):
+    @row(f"embed --max-length {_length}")
+    def _(w, tmp, patch, length=_length):
+        return Row(embed_argv(w.encoder, tmp, "--max-length", length),
+                   (f"--max-length {length} leaves no room for text: [CLS] and [SEP] take 2 tokens; give at least 3",),
+                   check=lambda: assert_nothing_written_but(tmp, tmp / "texts.txt"))
+
+
+@row("finetune --max-length 2")
+def _(w, tmp, patch):
+    return Row(w.finetune(tmp / "out", "--max-length", "2"), ("--max-length 2 leaves no room for text",),
+               check=lambda: assert_nothing_written(tmp))
+
+
+@row("finetune sentence pairs --max-length 4")
+def _(w, tmp, patch):
+    rows = [{"text": r["text"], "pair": r["text"], "label": r["label"]} for r in classification_rows(40)]
+    data = write_csv(tmp / "pairs.csv", rows)
+    return Row(w.finetune(tmp / "out", "--max-length", "4", "--pair-column", "pair", train=data),
+               ("--max-length 4 leaves no room for text: [CLS] and two [SEP] take 3 tokens, and each text needs one; "
+                "give at least 5",))
+
+
+@row("embed --max-length beyond the model's positions")
+def _(w, tmp, patch):
+    return Row(embed_argv(w.encoder, tmp, "--max-length", "100000"),
+               ("--max-length 100000 is more than this model reads: 128 tokens (max_position_embeddings 128",))
+
+
+@row("fill-mask with [MASK] past the model's length in a 100,000-character text")
+def _(w, tmp, patch):
+    return Row(["fill-mask", str(w.mlm), "the " * 25_000 + "[MASK] ."],
+               ("the text is 25,004 tokens, more than the 128 this model reads; its [MASK] at token 25,002 would be "
+                "cut off; shorten it",))
+
+
+@row("fill-mask without [MASK] in a 100,000-character text")
+def _(w, tmp, patch):
+    return Row(["fill-mask", str(w.mlm), "the " * 25_000], ("no [MASK] token in 'the the the", "(100,000 characters)"))
+
+
+# -- outputs that would destroy inputs, or a model or tokenizer folder ------------------------------------------
+@row("predict -o the --input file")
+def _(w, tmp, patch):
+    data = texts_file(tmp)
+    return Row(["predict", str(w.classifier), "-i", str(data), "-o", str(tmp / "." / "texts.txt")],
+               (f"--output {tmp / '.' / 'texts.txt'} is the input {data}",), keep=(data,))
+
+
+@row("embed -o a hard link to the --input file")
+def _(w, tmp, patch):
+    data = tmp / "texts.jsonl"
+    os.link(texts_file(tmp), data)
+    return Row(["embed", str(w.encoder), "-i", str(tmp / "texts.txt"), "-o", str(data)], ("is the input",),
+               keep=(data,))
+
+
+@row("predict -o a file of the model")
+def _(w, tmp, patch):
+    model = w.copy(w.classifier, tmp, "model")
+    return Row(["predict", str(model), "-i", str(texts_file(tmp)), "-o", str(model / "config.json")],
+               (f"--output {model / 'config.json'} would replace a file of the input {model}",), keep=(model,))
+
+
+@row("explain --html over another model's config.json")
+def _(w, tmp, patch):
+    other = w.copy(w.encoder, tmp, "other")
+    return Row(["explain", str(w.mlm), "the [MASK] .", "--html", str(other / "config.json")],
+               (f"--html {other / 'config.json'} is a file of the model or tokenizer in {other}",), keep=(other,))
+
+
+@row("export onnx over the model's weights")
+def _(w, tmp, patch):
+    model = w.copy(w.encoder, tmp, "model")
+    return Row(["export", "onnx", str(model), str(model / "model.safetensors")],
+               (f"output {model / 'model.safetensors'} would replace a file of the input {model}",), keep=(model,))
+
+
+@row("export onnx --fused naming the output")
+def _(w, tmp, patch):
+    return Row(["export", "onnx", str(w.encoder), str(tmp / "m.onnx"), "--fused", str(tmp / "m.onnx")],
+               (f"--fused {tmp / 'm.onnx'} is the output file too",), check=lambda: assert_nothing_written(tmp))
+
+
+@row("train-tokenizer --output a model folder")
+def _(w, tmp, patch):
+    model = w.copy(w.encoder, tmp, "model")
+    return Row(["train-tokenizer", str(w.corpus), "--vocab-size", "60", "--output", str(model)],
+               (f"--output {model} is a model or tokenizer folder (it holds config.json, model.safetensors, "
+                "tokenizer.json, tokenizer_config.json, vocab.txt); give another folder, or --overwrite",),
+               keep=(model,))
+
+
+@row("train-tokenizer twice into one folder")
+def _(w, tmp, patch):
+    assert main(["train-tokenizer", str(w.corpus), "--vocab-size", "60", "--output", str(tmp / "tok")]) == 0
+    return Row(["train-tokenizer", str(w.corpus), "--vocab-size", "50", "--output", str(tmp / "tok")],
+               ("is a model or tokenizer folder", "--overwrite"), keep=(tmp / "tok",))
+
+
+@row("train-tokenizer --overwrite into a tokenizer folder")
+def _(w, tmp, patch):
+    assert main(["train-tokenizer", str(w.corpus), "--vocab-size", "60", "--output", str(tmp / "tok")]) == 0
+    before = (tmp / "tok" / "vocab.txt").read_text()
+
+    def check():
+        assert (tmp / "tok" / "vocab.txt").read_text() != before, "--overwrite should have replaced the vocabulary"
+    return Row(["train-tokenizer", str(w.corpus), "--vocab-size", "50", "--output", str(tmp / "tok"), "--overwrite"],
+               (), status=0, lines=0, check=check)
+
+
+@row("train-tokenizer --output the folder of a corpus file named vocab.txt")
+def _(w, tmp, patch):
+    (tmp / "corpus").mkdir()
+    corpus = tmp / "corpus" / "vocab.txt"
+    shutil.copy(w.corpus, corpus)
+    return Row(["train-tokenizer", str(corpus), "--vocab-size", "60", "--output", str(tmp / "corpus")],
+               (f"writing vocab.txt there would replace the input {corpus}",), keep=(corpus,))
+
+
+@row("prepare-pretraining --output the tokenizer's folder")
+def _(w, tmp, patch):
+    model = w.copy(w.encoder, tmp, "model")
+    return Row(["prepare-pretraining", str(w.corpus), "--tokenizer", str(model), "--output", str(model)],
+               (f"--output {model} is the input {model}; give another folder",), keep=(model,))
+
+
+@row("prepare-pretraining --output another model's folder")
+def _(w, tmp, patch):
+    model = w.copy(w.mlm, tmp, "model")
+    return Row(["prepare-pretraining", str(w.corpus), "--tokenizer", str(w.encoder), "--output", str(model)],
+               (f"--output {model} is a model or tokenizer folder",), keep=(model,))
+
+
+@row("finetune --output-dir the checkpoint's folder")
+def _(w, tmp, patch):
+    model = w.copy(w.encoder, tmp, "model")
+    return Row(w.finetune(model, model=model),
+               (f"--output-dir {model} is a model or tokenizer folder", "--overwrite-output-dir"), keep=(model,))
+
+
+@row("finetune --overwrite-output-dir over its own --train file")
+def _(w, tmp, patch):
+    (tmp / "run").mkdir()
+    data = tmp / "run" / "metrics.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in classification_rows(40)), encoding="utf-8")
+    return Row(w.finetune(tmp / "run", "--overwrite-output-dir", train=data),
+               (f"writing metrics.jsonl there would replace the input {data}",), keep=(data,))
+
+
+@row("pretrain --output-dir its --data folder")
+def _(w, tmp, patch):
+    data = w.copy(w.data, tmp)
+    return Row(w.pretrain(data, data=data), (f"--output-dir {data} is the input {data}",), keep=(data,))
+
+
+# -- integer flags within what the libraries take -------------------------------------------------------------
+for _command, _flag, _value in (("finetune", "--seed", str(10**20)), ("finetune", "--seed", str(2**63)),
+                                ("pretrain", "--seed", str(2**64)), ("finetune", "--split-seed", str(10**20)),
+                                ("prepare-pretraining", "--data-seed", str(10**20)),
+                                ("finetune", "--max-steps", str(10**20)), ("embed", "--batch-size", str(10**19)),
+                                ("fill-mask", "--top-k", str(10**20)), ("train-tokenizer", "--vocab-size", str(10**20))):
+    @row(f"flag {_command} {_flag} {_value}")
+    def _(w, tmp, patch, command=_command, flag=_flag, value=_value):
+        return Row([*COMMANDS[command](w, tmp), flag, value],
+                   (f"argument {flag}: must be", "at most 9223372036854775807 (2**63-1)", value),
+                   check=lambda: assert_nothing_written_but(tmp, tmp / "texts.txt"))
+
+
+@row("--threads far beyond the cores")
+def _(w, tmp, patch):
+    return Row([*COMMANDS["embed"](w, tmp), "--threads", "99999"], ("argument --threads: at most", "per core"),
+               check=lambda: assert_nothing_written_but(tmp, tmp / "texts.txt"))
+
+
+@row("finetune --seed 2**63-1 (the largest) runs")
+def _(w, tmp, patch):
+    return Row(w.finetune(tmp / "out", "--seed", str(2**63 - 1), "--max-steps", "1"), (), status=0, lines=0,
+               check=lambda: (tmp / "out" / "final" / "model.safetensors").is_file() or pytest.fail("no final/"))
+
+
+# -- reader errors: file:line, one short line ---------------------------------------------------------------------
+def csv_with(tmp: Path, bad_line: str, name: str = "d.csv") -> Path:
+    """A 41-row sentiment CSV with `bad_line` as line 22 (the header is line 1)."""
+    rows = classification_rows(40)
+    lines = ["text,label", *(f"{r['text']},{r['label']}" for r in rows[:20]), bad_line,
+             *(f"{r['text']},{r['label']}" for r in rows[20:])]
+    (tmp / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp / name
+
+
+@row("a CSV field of 200,000 characters is data, not an error")
+def _(w, tmp, patch):
+    data = csv_with(tmp, '"' + "good " * 40_000 + '",pos')
+    return Row(w.finetune(tmp / "out", train=data), (), status=0, lines=0,
+               check=lambda: (tmp / "out" / "final").is_dir() or pytest.fail("the run should have finished"))
+
+
+@row("a CSV without the text column, in 5,000 columns")
+def _(w, tmp, patch):
+    data = tmp / "wide.csv"
+    data.write_text(",".join(f"column_{i}" for i in range(5000)) + "\n" + ",".join("x" * 5000) + "\n")
+    return Row(w.finetune(tmp / "out", train=data), (f"{data}:2: no column 'text' (columns: column_0, column_1",
+                                                     "characters)"))
+
+
+@row("a CoNLL line with a third column")
+def _(w, tmp, patch):
+    data = tmp / "ner.conll"
+    data.write_text("alice\tB-PER\nwas\tO\n\nbob\tB-PER\tEXTRA\n", encoding="utf-8")
+    return Row(w.finetune(tmp / "out", task="ner", train=data),
+               (f"{data}:4: tag 'EXTRA' (the last column) is not O, B-TYPE or I-TYPE",))
+
+
+@row("a CoNLL token of 100,000 characters without a tag")
+def _(w, tmp, patch):
+    data = tmp / "ner.conll"
+    data.write_text("alice\tB-PER\n\n" + "b" * 100_000 + "\n", encoding="utf-8")
+    return Row(w.finetune(tmp / "out", task="ner", train=data),
+               (f"{data}:3: expected a token and a tag, got 'bbbb", "(100,000 characters)"))
+
+
+@row("a JSON-lines training line nested 100,000 deep")
+def _(w, tmp, patch):
+    data = tmp / "d.jsonl"
+    data.write_text('{"text": "a good film", "label": "pos"}\n' * 5 + '{"text": ' + "[" * 100_000 + "]" * 100_000
+                    + "}\n", encoding="utf-8")
+    return Row(w.finetune(tmp / "out", train=data), (f"{data}:6: bad JSON (nested too deeply)",))
+
+
+@row("a SQuAD answer of 100,000 characters not in its context")
+def _(w, tmp, patch):
+    squad = squad_json(4)
+    squad["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["text"] = "z" * 100_000
+    (tmp / "squad.json").write_text(json.dumps(squad), encoding="utf-8")
+    return Row(w.finetune(tmp / "out", task="qa", train=tmp / "squad.json"),
+               ("question q0: answer 'zzzz", "(100,000 characters) does not occur in its context"))
+
+
+@row("predict input: a record without its text after a blank line")
+def _(w, tmp, patch):
+    data = tmp / "in.txt"
+    data.write_text('the film\n\n{"sentence": "the plot"}\n', encoding="utf-8")
+    return Row(["predict", str(w.classifier), "-i", str(data)], (f"{data}:3: no 'text' field",))
+
+
+@row("predict input: a record nested 100,000 deep")
+def _(w, tmp, patch):
+    data = tmp / "in.txt"
+    data.write_text("the film\n" + '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n", encoding="utf-8")
+    return Row(["predict", str(w.classifier), "-i", str(data)], (f"{data}:2: bad JSON (nested too deeply)",))
+
+
+@row("1,350 labels and a validation label not among them")
+def _(w, tmp, patch):
+    data = tmp / "d.csv"
+    data.write_text("text,label\n" + "".join(f"film {i},label_number_{i}\n" for i in range(1350)), encoding="utf-8")
+    (tmp / "v.csv").write_text("text,label\nfilm,unseen\n", encoding="utf-8")
+    return Row(w.finetune(tmp / "out", "--validation", str(tmp / "v.csv"), train=data),
+               (f"{tmp / 'v.csv'}:2: label 'unseen' is not among the training labels (label_number_0, ",
+                "characters)"))
+
+
+# -- text that matplotlib would read as markup ---------------------------------------------------------------------
+def with_whole_token(w: World, tmp: Path, token: str) -> Path:
+    """The MLM with `token` as one vocabulary entry, reached whole (a tokenizer that splits on spaces only)."""
+    model = w.copy(w.mlm, tmp, "model")
+    tokenizer = json.loads((model / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = tokenizer["model"]["vocab"]
+    vocab[token] = vocab.pop(max(vocab, key=vocab.get))
+    tokenizer["pre_tokenizer"] = {"type": "WhitespaceSplit"}
+    (model / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    return model
+
+
+for _token in ("$\\foo{$", "$x^$", "$$"):
+    @row(f"explain --png with the vocabulary token {_token}")
+    def _(w, tmp, patch, token=_token):
+        model = with_whole_token(w, tmp, token)
+
+        def check():
+            assert sorted(p.name for p in (tmp / "png").iterdir()) == ["layer_01.png", "layer_02.png"]
+        return Row(["explain", str(model), f"the {token} [MASK] .", "--png", str(tmp / "png")], (), status=0,
+                   lines=0, check=check)
+
+
+# -- label spellings of one class, and labels that look like scores ------------------------------------------------
+def labelled_csv(tmp: Path, labels: tuple[str, ...]) -> Path:
+    rows = [{"text": r["text"], "label": labels[i % len(labels)]} for i, r in enumerate(classification_rows(40))]
+    return write_csv(tmp / "d.csv", rows)
+
+
+for _labels, _expected in ((("1", "1.0"), "label '1.0' and label '1' (at {data}:2) name one class in two spellings"),
+                           (("1", "01"), "label '01' and label '1'"), (("pos", " pos"), "label ' pos' and label 'pos'"),
+                           (("pos", "Pos"), "label 'Pos' and label 'pos'")):
+    @row(f"classification labels {' and '.join(map(repr, _labels))}")
+    def _(w, tmp, patch, labels=_labels, expected=_expected):
+        data = labelled_csv(tmp, labels)
+        return Row(w.finetune(tmp / "out", train=data), (f"{data}:3: " + expected.format(data=data),),
+                   check=lambda: assert_nothing_written_but(tmp, data))
+
+
+@row("JSON labels 1 and 1.0")
+def _(w, tmp, patch):
+    data = tmp / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"], "label": [1, 1.0][i % 2]}) + "\n"
+                            for i, r in enumerate(classification_rows(40))), encoding="utf-8")
+    return Row(w.finetune(tmp / "out", train=data), (f"{data}:2: label '1.0' and label '1'",))
+
+
+@row("classification labels that look like scores")
+def _(w, tmp, patch):
+    data = labelled_csv(tmp, ("0.5", "1.5"))
+    return Row(w.finetune(tmp / "out", "--max-steps", "1", train=data),
+               (f"{data}: the labels look like scores (0.5, 1.5); classification takes each as a class name (2 "
+                "classes); for scores, use the regression task",), status=0)
+
+
+# -- output folders are not written through symbolic links ---------------------------------------------------------
+def planted_link(w: World, tmp: Path, name: str) -> Path:
+    """A finished fine-tuning run whose `name` is a link to tmp/elsewhere (an empty folder, or a user's file)."""
+    run = w.copy(w.finetune_run, tmp, "run")
+    if (run / name).is_dir():
+        shutil.rmtree(run / name)
+        (tmp / "elsewhere").mkdir()
+    else:
+        (run / name).unlink(missing_ok=True)
+        (tmp / "elsewhere").write_text("the user's file\n")
+    os.symlink(tmp / "elsewhere", run / name)
+    return run
+
+
+for _name in ("final", "checkpoints", "metrics.jsonl", "best"):
+    @row(f"finetune --overwrite-output-dir with {_name} a link elsewhere")
+    def _(w, tmp, patch, name=_name):
+        if name == "best":
+            run = w.copy(w.finetune_run, tmp, "run")
+            (tmp / "elsewhere").mkdir()
+            os.symlink(tmp / "elsewhere", run / "best")
+        else:
+            run = planted_link(w, tmp, name)
+        return Row(w.finetune(run, "--overwrite-output-dir"),
+                   (f"{run / name} is a symbolic link (to {tmp / 'elsewhere'}); minibert does not write through "
+                    "links in an output folder",), keep=(tmp / "elsewhere",))
+
+
+@row("a lock file that links to a user's file")
+def _(w, tmp, patch):
+    (tmp / "out").mkdir()
+    (tmp / "precious.txt").write_text("the user's file\n")
+    os.symlink(tmp / "precious.txt", tmp / "out" / ".minibert.lock")
+    return Row(w.finetune(tmp / "out"), (f"{tmp / 'out' / '.minibert.lock'} is a symbolic link",),
+               keep=(tmp / "precious.txt",))
+
+
+@row("a lock file that is a hard link to a user's file")
+def _(w, tmp, patch):
+    (tmp / "out").mkdir()
+    (tmp / "precious.txt").write_text("the user's file\n")
+    os.link(tmp / "precious.txt", tmp / "out" / ".minibert.lock")
+    return Row(w.finetune(tmp / "out"), ("is not minibert's lock file (it is a file with other names (a hard link))",),
+               keep=(tmp / "precious.txt",))
+
+
+@row("prepare-pretraining with train/ a link elsewhere")
+def _(w, tmp, patch):
+    (tmp / "data").mkdir()
+    (tmp / "elsewhere").mkdir()
+    (tmp / "elsewhere" / "shard_00000").mkdir()
+    os.symlink(tmp / "elsewhere", tmp / "data" / "train")
+    return Row(COMMANDS["prepare-pretraining"](w, tmp), (f"{tmp / 'data' / 'train'} is a symbolic link",),
+               keep=(tmp / "elsewhere",))
+
+
+@row("pretrain --recipe cpu with tokenizer/ a link elsewhere")
+def _(w, tmp, patch):
+    (tmp / "out").mkdir()
+    (tmp / "elsewhere").mkdir()
+    os.symlink(tmp / "elsewhere", tmp / "out" / "tokenizer")
+    return Row(["pretrain", "--recipe", "cpu", "--corpus", str(w.corpus), "--output-dir", str(tmp / "out")],
+               (f"{tmp / 'out' / 'tokenizer'} is a symbolic link",), keep=(tmp / "elsewhere",))
+
+
+
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_row(name, world, tmp_path, monkeypatch, capsys):
     case = ROWS[name](world, tmp_path, monkeypatch)
@@ -873,6 +1387,8 @@ def test_row(name, world, tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err, f"a traceback reached the user:\n{err}"
     lines = stderr_lines(status, err)
     assert len(lines) == case.lines, f"expected {case.lines} line(s) on stderr, got:\n{err}"
+    too_long = [line for line in lines if len(short_paths(line, tmp_path, world.root)) > MOST_CHARACTERS]
+    assert not too_long, f"lines over {MOST_CHARACTERS} characters (with short paths): {too_long}"
     for expected in case.expect:
         assert expected in lines[0], f"the line should name {expected!r}: {lines[0]!r}"
     assert not changed(before, fingerprint([world.root, *case.keep])), \
@@ -1063,3 +1579,162 @@ def test_an_empty_corpus_is_one_line_when_the_recipe_learns_a_vocabulary_first(t
     _, err = process.communicate(timeout=120)
     lines = err.strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1 and "empty corpus" in lines[0], (process.returncode, err)
+
+
+# -- round 3: each class once more in a real process (the CLI's own signal handling, stderr and exit status) -------
+def run_process(*argv: str, timeout: float = 240) -> tuple[int, str, int]:
+    """A `minibert` process run to its end: (exit status, stderr, its peak resident memory in KiB)."""
+    with open(os.devnull, "w") as devnull, subprocess.Popen(
+            [sys.executable, "-m", "minibert", *argv], stdout=devnull, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"}) as process:
+        err = process.stderr.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, err, usage.ru_maxrss
+
+
+def process_cases(w: World, tmp: Path) -> dict[str, tuple[list[str], str, Callable[[], None]]]:
+    """One case per class: argv, what the one stderr line must hold, and what must hold afterwards."""
+    texts = texts_file(tmp)
+    before = texts.read_bytes()
+    big = with_config_value(w, tmp, w.encoder, "hidden_size", str(2**20))
+    corpus = tmp / "ner.conll"
+    corpus.write_text("alice\tB-PER\nwas\tO\n\nbob\tB-PER\tEXTRA\n", encoding="utf-8")
+    labels = labelled_csv(tmp, ("1", "1.0"))
+    run = planted_link(w, tmp, "final")
+    return {
+        "config": (embed_argv(big, tmp), "GiB of memory here", lambda: not (tmp / "v.npy").exists() or
+                   pytest.fail("no output for a refused config")),
+        "task": (["predict", str(w.classifier), "-i", str(texts), "--task", "ner"], "not ner", lambda: None),
+        "length": (embed_argv(w.encoder, tmp, "--max-length", "2"), "leaves no room for text", lambda: None),
+        "output": (["predict", str(w.classifier), "-i", str(texts), "-o", str(texts)], "is the input",
+                   lambda: texts.read_bytes() == before or pytest.fail("predict replaced its input")),
+        "integer": (w.finetune(tmp / "out", "--seed", "99999999999999999999"), "at most 9223372036854775807",
+                    lambda: None),
+        "reader": (w.finetune(tmp / "out", task="ner", train=corpus), f"{corpus}:4: tag 'EXTRA'", lambda: None),
+        "truncation": (["fill-mask", str(w.mlm), "the " * 25_000 + "[MASK] ."], "its [MASK] at token 25,002",
+                       lambda: None),
+        "labels": (w.finetune(tmp / "out", train=labels), "name one class in two spellings", lambda: None),
+        "link": (w.finetune(run, "--overwrite-output-dir"), "is a symbolic link",
+                 lambda: not any((tmp / "elsewhere").iterdir()) or pytest.fail("written through the link")),
+    }
+
+
+@pytest.mark.parametrize("case", ["config", "task", "length", "output", "integer", "reader", "truncation", "labels",
+                                  "link"])
+def test_each_class_in_a_real_process(case, world, tmp_path):
+    argv, expected, check = process_cases(world, tmp_path)[case]
+    status, err, peak_kib = run_process(*argv)
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and "Traceback" not in err, f"exit {status}, stderr:\n{err}"
+    assert expected in lines[0] and len(short_paths(lines[0], tmp_path, world.root)) <= MOST_CHARACTERS, lines[0]
+    check()
+    if case == "config":  # refused before the weights were allocated: 2**20-wide layers would take 48 GiB
+        assert peak_kib < 1_500_000, f"peak memory {peak_kib} KiB: the model was allocated before the check"
+
+
+def test_explain_png_draws_a_token_matplotlib_would_read_as_math(world, tmp_path):
+    model = with_whole_token(world, tmp_path, "$\\foo{$")
+    status, err, _ = run_process("explain", str(model), "the $\\foo{$ [MASK] .", "--png", str(tmp_path / "png"))
+    assert status == 0 and not err.strip(), f"exit {status}: {err}"
+    assert len(list((tmp_path / "png").glob("layer_*.png"))) == 2
+
+
+# -- SIGTERM, at several moments of a run: one line, temporaries removed, the lock released, exit 143 -------------
+HOOKED_RUN = """
+import os, sys, time
+target, marker, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+module_name, path = target.split(":")
+import importlib
+owner = importlib.import_module(module_name)
+*parents, function_name = path.split(".")
+for parent in parents:
+    owner = getattr(owner, parent)
+real = getattr(owner, function_name)
+
+def slowed(*args, **kwargs):
+    result = real(*args, **kwargs)
+    open(marker, "w").close()  # the moment has come: the test sends SIGTERM now
+    time.sleep(120)
+    return result
+setattr(owner, function_name, slowed)
+from minibert.cli.main import main
+sys.exit(main(argv))
+"""
+
+# moment -> the function ("module:name") the run is held in, just after it did its work
+MOMENTS = {
+    "while writing a checkpoint": "minibert.training.train_state:torch_save",
+    "while writing final/": "minibert.checkpoint:atomic_write_bytes",
+    "while logging metrics": "minibert.training.reporting:MetricsLog.write",
+}
+
+
+def hooked_process(target: str, marker: Path, *argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", HOOKED_RUN, target, str(marker), *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def assert_terminated_cleanly(process: subprocess.Popen, run: Path) -> None:
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, f"exit status {process.returncode}, expected 143: {err}"
+    assert "terminated (SIGTERM); outputs written before are left as they were" in one_line(err), err
+    assert not temporaries(run), f"temporaries left: {temporaries(run)}"
+    assert not (run / ".minibert.lock").exists(), "the lock should be released"
+
+
+@pytest.mark.parametrize("moment", sorted(MOMENTS))
+def test_sigterm_at_a_moment_of_a_run(moment, world, tmp_path, capsys):
+    """The run is held just after it wrote a file at `moment`, then terminated; `--resume` (or a new run, before
+    any checkpoint) finishes it, and final/ loads."""
+    run, marker = tmp_path / "run", tmp_path / "reached"
+    target = MOMENTS[moment]
+    argv = world.finetune(run, "--max-steps", "3", "--save-every", "1", "--validation-fraction", "0")
+    process = hooked_process(target, marker, *argv)
+    wait_for(marker.exists, process, timeout=180, what=f"the moment {moment}")
+    process.send_signal(signal.SIGTERM)
+    assert_terminated_cleanly(process, run)
+    resume = ["--resume"] if (run / "checkpoints" / "index.json").is_file() else ["--overwrite-output-dir"]
+    assert main([*argv, *resume]) == 0, f"the run should finish after SIGTERM: {capsys.readouterr().err}"
+    from minibert.finetuning.predict import Predictor
+    assert Predictor.load(run / "final").predict([{"text": "a good film"}])[0]["label"] in ("neg", "pos")
+
+
+def test_sigterm_during_training_steps(world, tmp_path):
+    run = tmp_path / "run"
+    process = minibert_process(*world.finetune(run, "--epochs", "100000", "--save-every", "1",
+                                               "--validation-fraction", "0"))
+    wait_for(lambda: (run / "checkpoints" / "index.json").is_file(), process, timeout=180, what="a checkpoint")
+    index = (run / "checkpoints" / "index.json").read_text()
+    process.send_signal(signal.SIGTERM)
+    assert_terminated_cleanly(process, run)
+    last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
+    assert (run / "checkpoints" / last / "model.pt").is_file(), f"index.json names a missing checkpoint: {index}"
+
+
+def test_sigterm_while_preparing_data(world, tmp_path):
+    data = world.copy(world.data, tmp_path)
+    before = fingerprint([data])
+    process = slow_prepare(world, data, tmp_path)
+    wait_for(lambda: bool(temporaries(data)), process, what="the new data's temporary folder")
+    process.send_signal(signal.SIGTERM)
+    assert_terminated_cleanly(process, data)
+    assert not changed(before, fingerprint([data])), changed(before, fingerprint([data]))
+
+
+@pytest.mark.parametrize("command", ["predict", "embed"])
+def test_sigterm_while_streaming_leaves_no_output(command, world, tmp_path):
+    """Interrupted between chunks, predict and embed leave no output file (nor its temporary); an earlier file of
+    that name stays as it was."""
+    lines = tmp_path / "many.txt"
+    lines.write_text("the film was good\nthe plot was bad\n" * 20_000, encoding="utf-8")
+    output = tmp_path / ("out.jsonl" if command == "predict" else "out.npy")
+    output.write_text("earlier\n")
+    model = world.classifier if command == "predict" else world.encoder
+    marker = tmp_path / "reached"
+    target = "minibert.finetuning.predict:Predictor.predict" if command == "predict" else "minibert.inference:embed"
+    process = hooked_process(target, marker, command, str(model), "-i", str(lines), "-o", str(output))
+    wait_for(marker.exists, process, timeout=180, what="the first chunk")
+    process.send_signal(signal.SIGTERM)
+    assert_terminated_cleanly(process, tmp_path)
+    assert output.read_text() == "earlier\n", "the earlier output should be left as it was"

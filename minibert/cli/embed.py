@@ -1,7 +1,6 @@
 """minibert embed: sentence embeddings for texts from a file (one per line) or stdin."""
 
 import argparse
-import json
 from pathlib import Path
 
 from minibert.cli.arg_types import encoding, positive_int
@@ -24,35 +23,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from minibert.plumbing.atomic_files import check_output_file
+    from minibert.cli.streaming import EmbeddingWriter, chunks
     from minibert.errors import InputError
-    from minibert.speed.fused_layers import prepare_for_inference
     from minibert.inference import embed
-    from minibert.plumbing.atomic_files import atomic_path, atomic_write_text
     from minibert.model import BertModel
-    from minibert.plumbing.text_files import read_stdin, read_text
+    from minibert.plumbing.atomic_files import atomic_path, check_output_file
+    from minibert.plumbing.text_files import text_lines
+    from minibert.speed.fused_layers import prepare_for_inference
     from minibert.tokenizer import BertTokenizer
     output = Path(args.output)
     if output.suffix not in (".npy", ".jsonl"):
         raise InputError(f"--output {output}: use a .npy or .jsonl file name")
-    check_output_file(output, "--output")
-    text = read_text(args.input, args.encoding) if args.input else read_stdin(args.encoding)
-    texts = [line for line in text.splitlines() if line.strip()]
-    if not texts:
-        raise InputError(f"{args.input or 'stdin'}: no texts to embed")
+    check_output_file(output, "--output", inputs=(args.input, args.model))
     model = prepare_for_inference(BertModel.from_pretrained(args.model), int8=args.int8)
     if args.pooling == "pooler":  # the encoder itself is always complete (the loader checks)
         model.load_report.check_trained("embed --pooling pooler", ("pooler.",))
-    vectors = embed(model, BertTokenizer.from_pretrained(args.model), texts, args.pooling, args.normalize,
-                    args.batch_size, args.max_length)
-    if output.suffix == ".npy":
-        with atomic_path(output) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, vectors.numpy())
-    else:
-        atomic_write_text(output, "".join(json.dumps({"text": t, "embedding": [round(x, 6) for x in v]}) + "\n"
-                                          for t, v in zip(texts, vectors.tolist())))
-    print(f"wrote {len(texts)} embeddings of size {vectors.shape[1]} to {output}")
+    tokenizer = BertTokenizer.from_pretrained(args.model)
+    texts = (line for _, line in text_lines(args.input, args.encoding) if line.strip())
+    with atomic_path(output) as tmp, open(tmp, "wb") as file:  # in place only once every text is in it
+        writer = EmbeddingWriter(file, npy=output.suffix == ".npy")
+        for chunk in chunks(texts, args.batch_size):
+            writer.add(chunk, embed(model, tokenizer, chunk, args.pooling, args.normalize, args.batch_size,
+                                    args.max_length).numpy())
+        if writer.count == 0:
+            raise InputError(f"{args.input or 'stdin'}: no texts to embed")
+        writer.finish()
+    print(f"wrote {writer.count} embeddings of size {model.config.hidden_size} to {output}")
     return 0

@@ -30,10 +30,10 @@ def run(args: argparse.Namespace) -> int:
     heads = [parse_head(spec) for spec in args.mask_head]
     # Every output is checked before the model loads, so a bad path costs nothing.
     if args.html:
-        check_output_file(args.html, "--html")
+        check_output_file(args.html, "--html", inputs=(args.model,))
     if args.png:
         require_matplotlib()
-        check_output_folder(args.png, "--png")
+        check_output_folder(args.png, "--png", inputs=(args.model,))
     journey = explain(load_for_explain(args.model), args.text, args.pair, top_k=args.top_k,
                       top_attended_n=args.top_attended, mask_heads=heads)
     print(render_text(journey, top_n=args.top_attended), end="")

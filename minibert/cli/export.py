@@ -2,6 +2,7 @@
 written (see minibert.speed.onnx_export)."""
 
 import argparse
+from pathlib import Path
 
 from minibert.cli.arg_types import non_negative_float
 
@@ -20,13 +21,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from minibert.errors import InputError
+    from minibert.plumbing.atomic_files import check_output_file
+    from minibert.plumbing.output_paths import same_file
     from minibert.speed.onnx_export import OUTPUTS, export_onnx
     from minibert.plumbing.hub import resolve
     from minibert.model import MODEL_CLASSES
     if args.model_class is not None and args.model_class not in OUTPUTS:
         raise InputError(f"--class {args.model_class}: expected one of {', '.join(OUTPUTS)}")
+    check_output_file(args.output, "output", inputs=(args.model,))
+    if args.fused is not None:
+        check_output_file(args.fused, "--fused", inputs=(args.model,))
+        if same_file(Path(args.fused), Path(args.output)):
+            raise InputError(f"--fused {args.fused} is the output file too; give the fused graph another name")
     name = args.model_class or _architecture(resolve(args.model))
     model = MODEL_CLASSES[name].from_pretrained(args.model)
+    model.load_report.check_trained(f"export as {name}")  # a head the checkpoint lacks would export random weights
     report = export_onnx(model, args.output, fused=args.fused, tolerance=args.tolerance)
     print(report.summary())
     return 0

@@ -63,8 +63,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 def threads_flag(text: str) -> int | str:
     try:
         return parse_threads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or {AUTO}, got {text!r}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("threads: ")) from None
 
 
 def build_parser() -> Parser:
@@ -93,20 +93,21 @@ def flag_spelling(command: argparse.ArgumentParser, fields: dict[str, str]) -> d
     return {**flags, **{field: flags[dest] for dest, field in fields.items() if dest in flags}}
 
 
-# An error line longer than this is cut in the middle: the messages elide long values themselves (see
-# minibert.errors.shown); this is the guard for any that does not, so no error floods a terminal.
-MOST_CHARACTERS = 300
+# An error line longer than this is cut in the middle. Messages keep themselves near 300 characters, eliding the
+# long values they quote (minibert.errors.shown); this guards against any that does not, so that no error floods
+# a terminal, while leaving room for long paths, which are never cut by the messages themselves.
+MOST_CHARACTERS = 500
 
 
 def describe(error: BaseException) -> str | None:
     """The one line for an error a user can act on, or None for an unexpected one."""
     from minibert.errors import MinibertError
     if isinstance(error, MinibertError):
-        return at_most(" ".join(str(error).split()))
+        return " ".join(str(error).split())
     if isinstance(error, OSError) and error.strerror:
         reason = error.strerror[0].lower() + error.strerror[1:]
         where = error.filename if error.filename is not None else "output"
-        return at_most(f"{where}: {reason}" + (f" ({error.filename2})" if error.filename2 else ""))
+        return f"{where}: {reason}" + (f" ({error.filename2})" if error.filename2 else "")
     return None
 
 
@@ -186,11 +187,11 @@ def run_command(argv: list[str] | None) -> int:
             raise
         line = describe(error)
         if line is not None:
-            print(f"{prefix}: error: {line}", file=sys.stderr)
+            print(at_most(f"{prefix}: error: {line}"), file=sys.stderr)
             return 2
         if args.verbose:
             traceback.print_exc()
-        first = at_most(str(error).strip().splitlines()[0]) if str(error).strip() else ""
+        first = at_most(str(error).strip().splitlines()[0], MOST_CHARACTERS // 2) if str(error).strip() else ""
         print(f"{prefix}: error: unexpected {type(error).__name__}{': ' + first if first else ''} "
               f"(a bug? rerun with `minibert -v {args.command} ...` for the traceback)", file=sys.stderr)
         return 1

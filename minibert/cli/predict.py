@@ -38,26 +38,28 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from minibert.plumbing.atomic_files import check_output_file
-    from minibert.speed.fused_layers import prepare_for_inference
-    from minibert.plumbing.atomic_files import atomic_write_text
+    from minibert.cli.streaming import chunks, text_output
+    from minibert.errors import InputError
     from minibert.finetuning.predict import Predictor, read_records
-    from minibert.plumbing.text_files import read_stdin, read_text
+    from minibert.plumbing.atomic_files import check_output_file
+    from minibert.plumbing.text_files import text_lines
+    from minibert.speed.fused_layers import prepare_for_inference
     if args.output:
-        check_output_file(Path(args.output), "--output")
+        check_output_file(Path(args.output), "--output", inputs=(args.input, args.model))
     decoding = {name: getattr(args, name) for name in ("null_score_threshold", "n_best", "max_answer_length")
                 if getattr(args, name) is not None}
     predictor = Predictor.load(args.model, None if args.task == "auto" else args.task, decoding=decoding)
     prepare_for_inference(predictor.model, int8=args.int8)
-    if args.input:
-        records = read_records(read_text(args.input, args.encoding).splitlines(), args.input)
-    else:
-        records = read_records(read_stdin(args.encoding).splitlines(), "stdin")
-    lines = "".join(json.dumps(result, ensure_ascii=False) + "\n"
-                    for result in predictor.predict(records, args.batch_size))
+    source = args.input or "stdin"
+    count = 0
+    with text_output(args.output) as out:  # the file appears only once every record is done
+        for chunk in chunks(read_records(text_lines(args.input, args.encoding), source), args.batch_size):
+            origins, records = zip(*chunk)
+            for result in predictor.predict(records, args.batch_size, origins=origins):
+                out.write(json.dumps(result, ensure_ascii=False) + "\n")
+            count += len(records)
+        if count == 0:
+            raise InputError(f"{source}: no records to predict")
     if args.output:
-        atomic_write_text(Path(args.output), lines)
-        print(f"wrote {len(records)} {predictor.kind.name} predictions to {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(lines)
+        print(f"wrote {count} {predictor.kind.name} predictions to {args.output}", file=sys.stderr)
     return 0

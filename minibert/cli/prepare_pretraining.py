@@ -69,9 +69,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from minibert.plumbing.atomic_files import check_output_folder
+    from minibert.pretraining.run import PREPARED_ENTRIES
     from minibert.pretraining.shards import read_meta
     from minibert.pretraining.run import load_tokenizer, prepare_data
-    check_output_folder(Path(args.output), "--output")
+    check_output_folder(Path(args.output), "--output", inputs=(*args.corpus, *(args.eval_corpus or ()), args.tokenizer),
+                        writes=PREPARED_ENTRIES)
     options = data_options(args) or PretrainingOptions()
     prepared = prepare_data(args.corpus, load_tokenizer(args.tokenizer), args.output, options,
                             corpus_format=args.format, text_field=args.text_field, eval_corpus=args.eval_corpus,

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-lowercase", dest="lowercase", action="store_false", help="keep case and accents")
     p.add_argument("--min-frequency", type=positive_int, default=2,
                    help="fewer sightings than this: no token of its own")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder that already holds a model or tokenizer (its tokenizer files are "
+                        "replaced)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from minibert.pretraining.corpus import CorpusStats, iter_documents
     from minibert.pretraining.wordpiece import train_wordpiece
     from minibert.pretraining.corpus import warnings_if_successful
-    check_output_folder(Path(args.output), "--output")
+    from minibert.tokenizer import TOKENIZER_FILES
+    check_output_folder(Path(args.output), "--output", inputs=args.corpus, writes=TOKENIZER_FILES,
+                        overwrite=("--overwrite", args.overwrite))
     stats = CorpusStats()
     with warnings_if_successful():
         documents = iter_documents(args.corpus, args.format, text_field=args.text_field, stats=stats)

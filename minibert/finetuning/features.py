@@ -12,7 +12,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 from tokenizers import Tokenizer
 
-from minibert.errors import DataError, shown, spelled
+from minibert.errors import DataError, elided, spelled
 from minibert.model import IGNORE_INDEX
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample, label_id, parse_score
 from minibert.tokenizer import BertTokenizer
@@ -156,9 +156,9 @@ def _check_room_for_context(tokenizer: BertTokenizer, examples: Sequence[QAExamp
     for example, question_ids in zip(examples, tokenizer.encode_batch_ids(questions)):
         room = max(0, max_length - len(question_ids) - 3)
         if room <= doc_stride:
-            raise DataError(f"question {shown(example.id, 40)}: its {len(question_ids)} tokens, with [CLS] and two "
-                            f"[SEP], leave {room} of {spelled('max_length')} {max_length} for the context, which "
-                            f"must be more than {spelled('doc_stride')} {doc_stride}")
+            raise DataError(f"question {elided(example.id, 40)}: its {len(question_ids)} tokens leave {room} of "
+                            f"{spelled('max_length')} {max_length} for the context (after [CLS] and two [SEP]), "
+                            f"which must be more than {spelled('doc_stride')} {doc_stride}")
 
 
 def _answer_positions(example: QAExample, offsets: Sequence[tuple[int, int] | None]) -> tuple[int, int]:

@@ -21,18 +21,19 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 
-from minibert.errors import CheckpointError, InputError
+from minibert.errors import CheckpointError, InputError, elided
 from minibert.plumbing.hub import resolve
 from minibert.inference import length_sorted_batches
 from minibert.model import BertPreTrainedModel
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,
                                           encode_qa, encode_token_classification, word_predictions)
-from minibert.finetuning.kinds import TaskKind, kind_of_checkpoint, read_label_map, task_kind
-from minibert.finetuning.metrics import extract_entities
+from minibert.finetuning.kinds import (LABEL_MAP_FILE, TaskKind, check_head_fits, kind_of_checkpoint, read_label_map,
+                                       task_kind)
+from minibert.finetuning.metrics import extract_entities, is_tag
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
 from minibert.finetuning.readers import QAExample, TaggedSentence, TextExample
 from minibert.tokenizer import BertTokenizer
@@ -59,6 +60,7 @@ class Predictor:
         evaluation used; QADecoding() for a folder without it), e.g. {"null_score_threshold": -1.0}."""
         folder = resolve(model_dir)
         kind = task_kind(task) if task is not None else task_kind(kind_of_checkpoint(folder))
+        check_head_fits(folder, kind)
         model = kind.model_class.from_pretrained(folder)
         untrained = model.load_report.newly_initialised  # heads, or the pooler a classifier reads (never the encoder)
         if untrained:
@@ -69,24 +71,33 @@ class Predictor:
         labels = label_map.get("labels")
         if labels is None and kind.name in ("classification", "ner"):
             labels = list(model.config.labels().values())
+        _check_labels(folder, kind, labels, model)
         tokenizer = BertTokenizer.from_pretrained(folder)
-        max_length = label_map.get("max_length") or min(model.config.max_position_embeddings,
-                                                        tokenizer.model_max_length)
+        most = min(model.config.max_position_embeddings, tokenizer.model_max_length)
+        max_length = label_map.get("max_length") or most
+        if max_length > most:
+            raise CheckpointError(f"{folder / LABEL_MAP_FILE}: max_length {max_length} is more than the model reads "
+                                  f"({most} tokens)")
+        tokenizer.check_room(max_length, pair=kind.name == "qa", where=f"{folder / LABEL_MAP_FILE}: ")
         return cls(kind, model, tokenizer, labels, max_length, _qa_decoding(label_map, folder, decoding))
 
-    def predict(self, records: Sequence[Record], batch_size: int = 32) -> list[dict[str, Any]]:
+    def predict(self, records: Sequence[Record], batch_size: int = 32,
+                origins: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Results of `records`, in their order. A bad record is reported at its `origins` entry (e.g. the
+        "file:line" it was read from), else as "record N"."""
         if not records:
             raise InputError("no records to predict")
+        where = list(origins) if origins is not None else [f"record {i + 1}" for i in range(len(records))]
         if self.kind.name == "qa":
-            return self._answer(records, batch_size)
+            return self._answer(records, batch_size, where)
         if self.kind.name == "ner":
-            return self._tag(records, batch_size)
-        return self._classify(records, batch_size)
+            return self._tag(records, batch_size, where)
+        return self._classify(records, batch_size, where)
 
     # -- one method per kind: encode, run, format ---------------------------------------------------------------
-    def _classify(self, records: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
-        examples = [TextExample(_text(record, "text", i), _optional_text(record, "pair", i))
-                    for i, record in enumerate(records)]
+    def _classify(self, records: Sequence[Record], batch_size: int, where: list[str]) -> list[dict[str, Any]]:
+        examples = [TextExample(_text(record, "text", at), _optional_text(record, "pair", at))
+                    for record, at in zip(records, where)]
         features = encode_classification(self.tokenizer, examples, self.max_length)
         logits = self._run(features, batch_size, lambda output, lengths: list(output.logits.float()))
         if self.kind.name == "regression":
@@ -98,8 +109,8 @@ class Predictor:
                             "probabilities": dict(zip(self.labels, probabilities))})
         return results
 
-    def _tag(self, records: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
-        sentences = [TaggedSentence(_words(record, i), None) for i, record in enumerate(records)]
+    def _tag(self, records: Sequence[Record], batch_size: int, where: list[str]) -> list[dict[str, Any]]:
+        sentences = [TaggedSentence(_words(record, at), None) for record, at in zip(records, where)]
         features = encode_token_classification(self.tokenizer, sentences, {}, self.max_length)
         predicted = self._run(features, batch_size,
                               lambda output, lengths: [row[:n] for row, n in zip(output.logits.argmax(-1), lengths)])
@@ -113,9 +124,9 @@ class Predictor:
             results.append({**record, "words": sentence.tokens, "tags": tags, "entities": entities})
         return results
 
-    def _answer(self, records: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
-        examples = [QAExample(str(i), _text(record, "question", i), _text(record, "context", i), [])
-                    for i, record in enumerate(records)]
+    def _answer(self, records: Sequence[Record], batch_size: int, where: list[str]) -> list[dict[str, Any]]:
+        examples = [QAExample(at, _text(record, "question", at), _text(record, "context", at), [])
+                    for record, at in zip(records, where)]
         features = encode_qa(self.tokenizer, examples, self.max_length, default_doc_stride(self.max_length))
         logits = self._run(features, batch_size, lambda output, lengths: [
             (start[:n].float().cpu().numpy(), end[:n].float().cpu().numpy())
@@ -149,6 +160,19 @@ def predict(model_dir: str | os.PathLike, records: Sequence[Record], task: str |
     return Predictor.load(model_dir, task, decoding=decoding).predict(records, batch_size)
 
 
+def _check_labels(folder: os.PathLike, kind: TaskKind, labels: list[str] | None,
+                  model: BertPreTrainedModel) -> None:
+    """A classifier's or tagger's label names: one per output of its head, and for a tagger, NER tags."""
+    if labels is None:
+        return
+    if len(labels) != model.config.num_labels:
+        raise CheckpointError(f"{folder}: {len(labels)} label names ({elided(', '.join(labels), 80)}) for a head of "
+                              f"{model.config.num_labels} outputs; {LABEL_MAP_FILE} and config.json disagree")
+    if kind.name == "ner" and not all(is_tag(label) for label in labels):
+        raise CheckpointError(f"{folder}: its labels ({elided(', '.join(labels), 80)}) are not NER tags (O, B-TYPE, "
+                              "I-TYPE)")
+
+
 def _qa_decoding(label_map: Mapping[str, Any], folder: os.PathLike,
                  decoding: QADecoding | Mapping[str, Any] | None) -> QADecoding:
     """`decoding` if it is a QADecoding, else the folder's saved decoding with the changes `decoding` names."""
@@ -161,44 +185,44 @@ def _qa_decoding(label_map: Mapping[str, Any], folder: os.PathLike,
     return QADecoding(**{**saved, **(decoding or {})})
 
 
-def _text(record: Record, field: str, index: int) -> str:
+def _text(record: Record, field: str, where: str) -> str:
     if not isinstance(record, Mapping) or field not in record:
-        raise InputError(f"record {index + 1}: no '{field}' field")
+        raise InputError(f"{where}: no '{field}' field")
     if not isinstance(record[field], str):
-        raise InputError(f"record {index + 1}: '{field}' should be text, got {type(record[field]).__name__}")
+        raise InputError(f"{where}: '{field}' should be text, got {type(record[field]).__name__}")
     return record[field]
 
 
-def _optional_text(record: Record, field: str, index: int) -> str | None:
-    return _text(record, field, index) if field in record else None
+def _optional_text(record: Record, field: str, where: str) -> str | None:
+    return _text(record, field, where) if field in record else None
 
 
-def _words(record: Record, index: int) -> list[str]:
+def _words(record: Record, where: str) -> list[str]:
     """A sentence's words: its "tokens" list as given, else its "text" split on whitespace."""
     if isinstance(record, Mapping) and "tokens" in record:
         tokens = record["tokens"]
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
-            raise InputError(f"record {index + 1}: 'tokens' should be a list of strings")
+            raise InputError(f"{where}: 'tokens' should be a list of strings")
         return tokens
-    return _text(record, "text", index).split()
+    return _text(record, "text", where).split()
 
 
-def read_records(lines: Sequence[str], source: str) -> list[dict[str, Any]]:
-    """Records from input lines: a line starting with "{" is a JSON object, any other non-blank line is
-    {"text": line}. A bad line is reported with its number."""
-    records = []
-    for number, line in enumerate(lines, start=1):
+def read_records(lines: Iterable[str] | Iterable[tuple[int, str]], source: str) -> Iterator[tuple[str, Any]]:
+    """(origin "source:line", record) for each non-blank input line, as the lines stream: a line starting with
+    "{" is a JSON object, any other is {"text": line}. `lines` are the lines, or (number, line) pairs (see
+    plumbing.text_files.text_lines). A line that is not JSON is reported at its origin."""
+    for number, line in (item if isinstance(item, tuple) else (n, item) for n, item in enumerate(lines, start=1)):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
-        if line.lstrip().startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise InputError(f"{source}:{number}: bad JSON ({error.msg})") from None
-        else:
-            records.append({"text": line})
-    if not records:
-        raise InputError(f"{source}: no records to predict")
-    return records
+        origin = f"{source}:{number}"
+        if not line.lstrip().startswith("{"):
+            yield origin, {"text": line}
+            continue
+        try:
+            yield origin, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{origin}: bad JSON ({error.msg})") from None
+        except RecursionError:
+            raise InputError(f"{origin}: bad JSON (nested too deeply)") from None
 

@@ -240,7 +240,7 @@ def _check_glue_label(example: TextExample, task: str, spec: GlueTask) -> None:
     if spec.labels is None:
         parse_score(example.label, example.origin)
     elif example.label not in spec.labels:
-        raise DataError(f"{example.origin}: label '{example.label}' is not one of {', '.join(spec.labels)} "
+        raise DataError(f"{example.origin}: label {shown(example.label)} is not one of {', '.join(spec.labels)} "
                         f"(GLUE task {task})")
 
 
@@ -250,9 +250,9 @@ def parse_score(label: str, origin: str) -> float:
     try:
         score = float(label)
     except ValueError:
-        raise DataError(f"{origin}: score '{label}' is not a number") from None
+        raise DataError(f"{origin}: score {shown(label)} is not a number") from None
     if not math.isfinite(score):
-        raise DataError(f"{origin}: score '{label}' is not a finite number")
+        raise DataError(f"{origin}: score {shown(label)} is not a finite number")
     return score
 
 
@@ -321,10 +321,11 @@ def _qa_example(question: Mapping[str, Any], context: str, path: Path) -> QAExam
         start, text = answer["answer_start"], answer["text"]
         found = context[start:start + len(text)]
         if text not in context:
-            raise DataError(f"{path}: question {question_id}: answer {text!r} does not occur in its context")
+            raise DataError(f"{path}: question {elided(question_id)}: answer {shown(text)} does not occur in its "
+                            "context")
         if found != text:
-            raise DataError(f"{path}: question {question_id}: answer {text!r} is not at answer_start {start} "
-                            f"(the context there reads {found!r})")
+            raise DataError(f"{path}: question {elided(question_id)}: answer {shown(text)} is not at answer_start "
+                            f"{start} (the context there reads {shown(found)})")
     return QAExample(question_id, question["question"], context, answers,
                      bool(question.get("is_impossible", False)))
 

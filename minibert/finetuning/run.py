@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from minibert.config import BertConfig
-from minibert.errors import CheckpointError, DataError, MinibertError, ShapeMismatchError, spelled
+from minibert.errors import CheckpointError, DataError, MinibertError, ShapeMismatchError, elided, spelled
+from minibert.checkpoint import save_pretrained
 from minibert.plumbing.hub import resolve
 from minibert.inference import longest_first
 from minibert.model import IGNORE_INDEX, BertPreTrainedModel
@@ -38,7 +39,7 @@ from minibert.plumbing.output_lock import output_lock
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride,
                                           encode_classification, encode_qa, encode_token_classification,
                                           word_predictions)
-from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
+from minibert.finetuning.kinds import TaskKind, check_head_fits, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
 from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, build_label_map, check_class_labels,
@@ -50,7 +51,7 @@ from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAns
 from minibert.training import TrainingArguments, TrainResult, train_state, train
 from minibert.training.processes import choose_device, launched_rank, launched_world_size
 from minibert.training.reporting import MetricsLog
-from minibert.training.run_folder import check_output_dir
+from minibert.training.run_folder import check_output_dir, check_spares_inputs
 
 logger = logging.getLogger("minibert")
 
@@ -171,6 +172,9 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
 
     A checkpoint already fine-tuned for another number of labels fails the loader's shape check on its classifier;
     that error is raised again here naming both label sets, which is what the user has to reconcile."""
+    folder = resolve(checkpoint)
+    if (folder / "config.json").is_file():  # a minibert pretraining checkpoint (.pt) has no head to check
+        check_head_fits(folder, kind, fine_tuning=True)
     try:
         return kind.model_class.from_pretrained(checkpoint, **head_settings(kind, labels))
     except ShapeMismatchError as error:
@@ -179,8 +183,9 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
         saved = BertConfig.from_json(resolve(checkpoint) / "config.json")
         raise CheckpointError(
             f"{checkpoint}: its classifier head has {saved.num_labels} labels "
-            f"({', '.join(saved.labels().values())}) but the training data has {len(labels)} "
-            f"({', '.join(labels)}); fine-tune from a checkpoint without that head, or use data with its labels"
+            f"({elided(', '.join(saved.labels().values()), 80)}) but the training data has {len(labels)} "
+            f"({elided(', '.join(labels), 80)}); fine-tune from a checkpoint without that head, or use data with its "
+            "labels"
         ) from None
 
 
@@ -289,6 +294,7 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     main_metric = (glue.metric if glue is not None else kind.main_metric) if eval_examples else None
     args = _training_arguments(output_dir, main_metric, training)
     check_output_dir(args)  # before loading and encoding: a run that cannot start must not cost them
+    check_spares_inputs(args, (checkpoint, train_data, validation_data, tokenizer))
     choose_device(args.device)
     labels = label_list(kind, train_examples, glue)
     decoding = qa_decoding_for(kind, train_examples + eval_examples, qa_decoding)
@@ -384,7 +390,7 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
     if is_main:
         best = train_state.find(output_dir, "best")
         model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
-        model.save_pretrained(output_dir / "best")
+        save_pretrained(model, output_dir / "best", whole=True)
         add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)
     return output_dir / "best"
 

@@ -19,7 +19,7 @@ import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 TEMP_MARK = ".tmp-"
 
@@ -189,6 +189,35 @@ def new_folder(folder: Path) -> Iterator[Path]:
         raise
 
 
+def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder that a run owns whole (a run's final/ or best/): `write` fills a temporary folder beside it,
+    which then takes its place (an OSError it raises names the folder's file). An interrupted write leaves the earlier folder as it was (and its temporary, removed
+    as a stale one later), never a mix of the earlier files and the new; a full disk removes the temporary at once.
+    Between the two renames (moments) the folder is missing, never mixed."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder.parent, folder.name)
+    new, old = folder.parent / temp_name(folder.name), folder.parent / temp_name(folder.name)
+    try:
+        os.mkdir(new, 0o777)
+        try:
+            write(new)
+        except OSError as e:  # named as the folder's file, not its temporary's
+            inside = Path(e.filename).relative_to(new) if e.filename and new in Path(e.filename).parents else None
+            raise error_for(e, folder / inside if inside else folder) from None
+        if folder.exists():
+            os.rename(folder, old)
+        os.rename(new, folder)
+    except BaseException:
+        if old.exists() and not folder.exists():  # stopped between the renames: the earlier folder goes back
+            os.rename(old, folder)
+        raise
+    finally:
+        for leftover in (new, old):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
 def remove_empty(folders: list[Path]) -> None:
     """Remove each folder that is empty, deepest first (the list runs from deepest to shallowest)."""
     for candidate in folders:
@@ -210,25 +239,34 @@ def unwritable_reason(folder: Path) -> str | None:
     return None
 
 
-def check_output_folder(folder: str | os.PathLike, flag: str) -> Path:
-    """Refuse now, before any work and without creating it, an output folder that could not be written; `flag`
-    names it in the message (e.g. "--output")."""
+def check_output_folder(folder: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike | None] = (),
+                        writes: Iterable[str] = (), overwrite: tuple[str, bool] | None = None) -> Path:
+    """Refuse now, before any work and without creating it, an output folder that could not be written, that is
+    or would overwrite one of the command's `inputs` (`writes`: the entries the command writes in it), or that is
+    an existing model or tokenizer folder, unless the command's `overwrite` flag (its spelling, and whether it was
+    given) says so; `flag` names the folder in the message (e.g. "--output")."""
     from minibert.errors import InputError
+    from minibert.plumbing.output_paths import check_folder_spares_inputs, check_not_a_model_folder
     folder = Path(folder)
     reason = unwritable_reason(folder)
     if reason is not None:
         raise InputError(f"{flag} {folder} is not writable ({reason})")
+    check_folder_spares_inputs(folder, flag, inputs, writes, *(overwrite or (None, False)))
+    check_not_a_model_folder(folder, flag, *(overwrite or (None, False)))
     return folder
 
 
-def check_output_file(path: str | os.PathLike, flag: str) -> Path:
-    """Refuse now, before any work, an output file that could not be written: a folder, or in a folder that
-    could not be made or written (atomic_path makes missing folders)."""
+def check_output_file(path: str | os.PathLike, flag: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse now, before any work, an output file that could not be written (a folder, or in a folder that could
+    not be made or written: atomic_path makes missing folders), or that would destroy one of the command's
+    `inputs` or a model's file (see output_paths)."""
     from minibert.errors import InputError
+    from minibert.plumbing.output_paths import check_file_spares_inputs
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a folder; give a file name")
     reason = unwritable_reason(path.parent)
     if reason is not None:
         raise InputError(f"{flag} {path}: cannot be written ({reason})")
+    check_file_spares_inputs(path, flag, inputs)
     return path

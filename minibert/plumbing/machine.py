@@ -137,12 +137,22 @@ class ThreadChoice:
         return f"threads {self.threads}: {self.reason}"
 
 
+# Threads per usable core, at most: more only queue behind each other (and a huge count makes OpenMP try to start
+# that many threads, or overflows the C int torch takes).
+MOST_THREADS_PER_CORE = 4
+
+
 def parse_threads(text: str) -> int | str:
-    """`--threads` values: "auto" or a positive integer; a ValueError otherwise."""
+    """`--threads` values: "auto" or a positive integer up to MOST_THREADS_PER_CORE per usable core; a ValueError
+    otherwise."""
     if text == AUTO:
         return AUTO
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"threads: expected a positive integer or {AUTO}, got {text!r}")
+    most = MOST_THREADS_PER_CORE * usable_cores()
+    if int(text) > most:
+        raise ValueError(f"threads: at most {most} ({MOST_THREADS_PER_CORE} per core of the {usable_cores()} this "
+                         f"process may use), got {text if len(text) < 30 else text[:20] + '...'}")
     return int(text)
 
 

@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -89,7 +90,7 @@ def _take(folder: Path) -> int:
     """Open and lock folder/LOCK_FILE; returns the descriptor, or raises FolderInUseError."""
     path = folder / LOCK_FILE
     for _ in range(10):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = _open_lock_file(path)
         locked = _lock(fd)
         holder = _read_holder(fd)
         if locked is False or (locked is None and _holder_alive(holder)):
@@ -112,6 +113,25 @@ def _take(folder: Path) -> int:
         os.write(fd, (json.dumps(mine) + "\n").encode("utf-8"))
         return fd
     raise FolderInUseError(f"{path}: could not take the lock (other runs keep taking and releasing it)")
+
+
+def _open_lock_file(path: Path) -> int:
+    """Open (create) the lock file, which this run truncates and writes: never through a symbolic link, nor a file
+    with other names (a hard link), which would make that write land in a file of the user's."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise MinibertError(f"{path} is a symbolic link (to {os.readlink(path)}); minibert writes its lock file "
+                            "itself and does not write through links: remove the link") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode) or status.st_nlink > 1:
+        os.close(fd)
+        what = "a file with other names (a hard link)" if stat.S_ISREG(status.st_mode) else "not a plain file"
+        raise MinibertError(f"{path} is not minibert's lock file (it is {what}); remove it")
+    return fd
 
 
 def acquire(folder: Path) -> None:

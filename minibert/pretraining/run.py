@@ -49,6 +49,7 @@ from minibert.plumbing.hub import resolve
 from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps
 from minibert.model import BertForMaskedLM, BertForPreTraining
 from minibert.plumbing.output_lock import output_lock
+from minibert.plumbing.output_paths import check_no_links
 from minibert.tokenizer import BertTokenizer
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import eval_loader
@@ -58,13 +59,14 @@ from minibert.training.processes import Processes, end_processes, on_main, start
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.pretraining.objective import PretrainingTask
 from minibert.pretraining.wordpiece import train_wordpiece
-from minibert.training.run_folder import check_output_dir, hold_output_dir
+from minibert.training.run_folder import RUN_OUTPUTS, check_output_dir, check_spares_inputs, hold_output_dir
 from minibert.training.task import to_device
 
 logger = logging.getLogger("minibert")
 
 PathLike = str | os.PathLike
 SOURCE = "source.json"
+PREPARED_ENTRIES = ("train", "eval", SOURCE)  # what prepare_data writes in its folder
 
 
 @dataclass
@@ -146,6 +148,7 @@ def learn_tokenizer(corpus: Sequence[PathLike], vocab_size: int, folder: PathLik
     `prepare_data` trains on with the same `eval_fraction` and data `seed`), so held-out text stays unseen; saved
     to `folder`, and reused from there when it was learnt from the same files with the same settings."""
     folder = Path(folder)
+    check_no_links(folder.parent, (folder.name,))
     source = {"corpus": [{"path": str(path.resolve()), "size": path.stat().st_size,
                           "mtime_ns": path.stat().st_mtime_ns} for path in corpus_files(corpus)],
               "format": corpus_format, "text_field": text_field, "vocab_size": vocab_size,
@@ -198,6 +201,7 @@ def prepare_data(corpus: Sequence[PathLike], tokenizer: BertTokenizer, data_dir:
     source = describe_source(corpus, corpus_format, text_field, eval_corpus, eval_fraction, options, tokenizer)
     has_eval = bool(eval_corpus) or eval_fraction > 0
     prepared = PreparedData(data_dir / "train", data_dir / "eval" if has_eval else None)
+    check_no_links(data_dir, PREPARED_ENTRIES)
     with output_lock(data_dir), ExitStack() as cleanup:
         for name in ("train", "eval"):  # left by a preparation that was killed
             for path in remove_stale_temps(data_dir, name):
@@ -347,6 +351,8 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
     _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
     check_output_dir(args)  # before preparing data: a run that cannot start must not cost a preparation
+    check_spares_inputs(args, [*corpus, *eval_corpus, data_dir, tokenizer, model, init_from],
+                        writes=(*RUN_OUTPUTS, "curves.png", *(("data",) if corpus else ())))
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
     if corpus:

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from minibert.errors import TrainingError, spelled
+from minibert.checkpoint import save_pretrained
 from minibert.training import train_state
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
@@ -79,7 +80,7 @@ def _train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: D
     plan = plan_steps(args, train_dataset, processes.world_size)
     run = Run(model, task, train_dataset, eval_dataset, args, collate_fn, processes, plan)
     run.train()
-    on_main(processes, lambda: run.raw_model.save_pretrained(run.output_dir / "final"))
+    on_main(processes, lambda: save_pretrained(run.raw_model, run.output_dir / "final", whole=True))
     end_processes(processes)
     return run.result(started)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from minibert.errors import TrainingError, spelled
 from minibert.plumbing.atomic_files import remove_own_temps, remove_stale_temps, unwritable_reason
+from minibert.plumbing.output_paths import check_folder_spares_inputs, check_no_links, check_not_a_model_folder
 from minibert.plumbing.output_lock import output_lock
 from minibert.training import train_state
 from minibert.training.args import TrainingArguments
@@ -20,6 +22,17 @@ logger = logging.getLogger("minibert")
 
 # What a run leaves in its folder (finetune adds best/); prepared data (pretrain's data/) is not a run.
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "final", "best")
+# Everything a run makes in its folder: its outputs, the curves, and pretraining's prepared data and learnt
+# tokenizer. None of it is written through a symbolic link (see output_paths.check_no_links).
+RUN_WRITES = (*RUN_OUTPUTS, "curves.png", "data", "tokenizer")
+
+
+def check_spares_inputs(args: TrainingArguments, inputs: Sequence[str | os.PathLike | None],
+                        writes: Sequence[str] = (*RUN_OUTPUTS, "curves.png")) -> None:
+    """The run's `inputs` (checkpoint, data files, tokenizer) are not among what it `writes` in its folder, and
+    that folder is not one of them unless the run may write over it (`overwrite_output_dir`, or `resume`)."""
+    check_folder_spares_inputs(args.output_dir, spelled("output_dir"), inputs, writes,
+                               spelled("overwrite_output_dir"), args.overwrite_output_dir or args.resume)
 
 
 def earlier_run(folder: Path) -> list[str]:
@@ -37,6 +50,10 @@ def check_output_dir(args: TrainingArguments) -> None:
     replace an earlier one unless `overwrite_output_dir` says so (as with transformers' Trainer scripts)."""
     folder = Path(args.output_dir)
     check_writable(folder)
+    check_no_links(folder, RUN_WRITES)
+    if not args.resume:
+        check_not_a_model_folder(folder, spelled("output_dir"), spelled("overwrite_output_dir"),
+                                 args.overwrite_output_dir)
     if args.resume:
         if train_state.find(folder) is None:
             raise TrainingError(f"{spelled('resume')}: no checkpoint in {folder / train_state.CHECKPOINTS} to "

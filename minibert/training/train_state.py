@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.errors import CheckpointError, TrainingError, spelled
+from minibert.errors import CheckpointError, TrainingError, elided, spelled
 from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps, temp_name, torch_save
 from minibert.training.processes import Processes, gather_to_all, on_main
 from minibert.training.args import TrainingArguments
@@ -231,7 +231,7 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
     except Exception as e:  # OSError, a damaged zip (RuntimeError), or an object weights_only refuses to unpickle
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: cannot read ({type(e).__name__}: {reason[:200]})") from None
+        raise CheckpointError(f"{path}: cannot read ({type(e).__name__}: {elided(reason, 100)})") from None
 
 
 def check_data_order(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -127,13 +127,19 @@ def test_records_missing_their_field(classifier_dir, reader_dir):
         predict(reader_dir, [{"question": "who ?"}])
 
 
-def test_read_records_takes_json_objects_and_plain_lines():
-    records = read_records(['{"text": "a", "pair": "b"}\n', "\n", "plain text line\n"], "in.txt")
-    assert records == [{"text": "a", "pair": "b"}, {"text": "plain text line"}], records
+def test_read_records_takes_json_objects_and_plain_lines_each_with_its_line():
+    records = list(read_records(['{"text": "a", "pair": "b"}\n', "\n", "plain text line\n"], "in.txt"))
+    assert records == [("in.txt:1", {"text": "a", "pair": "b"}), ("in.txt:3", {"text": "plain text line"})], records
     with pytest.raises(InputError, match=r"in\.txt:2: bad JSON"):
-        read_records(["good\n", '{"text": \n'], "in.txt")
-    with pytest.raises(InputError, match="in.txt: no records"):
-        read_records(["\n"], "in.txt")
+        list(read_records(["good\n", '{"text": \n'], "in.txt"))
+    with pytest.raises(InputError, match=r"in\.txt:1: bad JSON \(nested too deeply\)"):
+        list(read_records(['{"text": ' + "[" * 100_000 + "]" * 100_000 + "}"], "in.txt"))
+    assert list(read_records(["\n"], "in.txt")) == [], "a blank line is no record"
+
+
+def test_a_bad_record_is_reported_at_its_origin(classifier_dir):
+    with pytest.raises(InputError, match=r"in\.txt:7: 'text' should be text, got int"):
+        Predictor.load(classifier_dir).predict([{"text": "good"}, {"text": 5}], origins=["in.txt:4", "in.txt:7"])
 
 
 def test_qa_model_trained_without_unanswerable_questions_never_answers_nothing(reader_dir):
