@@ -16,14 +16,8 @@ from minibert.errors import DataError, spelled
 def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     """The whole text of `path`. UTF-8 files may start with a byte-order mark (Excel writes one); it is dropped."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
+    with _open_binary(path) as stream:
+        data = stream.read()
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
