@@ -906,7 +906,7 @@ def test_help_shows_every_default():
         in_required_group = {id(a) for g in command._mutually_exclusive_groups if g.required for a in g._group_actions}
         for action in command._actions:
             if (not action.option_strings or action.nargs == 0 or action.required or id(action) in in_required_group
-                    or isinstance(action, argparse._HelpAction)):
+                    or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS):  # not in --help
                 continue
             if "default" not in formatter._get_help_string(action):
                 missing.append(f"{name} {action.option_strings[0]}")
