@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from inference import MINILM, REVIEWS_CSV, review_texts
-from minibert.export import export_onnx
-from minibert.fastpath import prepare_for_inference
+from minibert.speed.onnx_export import export_onnx
+from minibert.speed.fused_layers import prepare_for_inference
 from minibert.inference import embed, length_sorted_batches
 from minibert.model import BertForSequenceClassification, BertModel
 from minibert.finetuning.features import collate, encode_classification

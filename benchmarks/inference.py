@@ -5,8 +5,8 @@ MiniLM weights on real sentences. Each is timed under two conditions: quiet, and
 process this benchmark starts (contention.BusyCore), because users' machines are rarely idle.
 
 Contestants (the name in the results):
-- `minibert`: what `minibert embed` / `predict` run: the fast path (minibert.fastpath), float32, with the threads
-  the rule in machine.auto_threads gives under the condition (all cores when quiet).
+- `minibert`: what `minibert embed` / `predict` run: the fast path (minibert.speed.fused_layers), float32, with the
+  threads the rule in machine.auto_threads gives under the condition (all cores when quiet).
 - `minibert[int8]`: the same with `int8=True`; `minibert[twin]`: minibert on the dense twin of a padded batch
   (honesty.py); further `minibert[...]` entries are levers (levers.py).
 - `ort[float32|int8,Nt]`, `transformers[sdpa|eager,Nt]`: peers, each timed at every thread count in the plan's
@@ -32,9 +32,9 @@ import levers
 from contention import BusyCore
 from device import Device
 from machine import auto_threads
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 from minibert.config import PRESETS
-from minibert.fastpath import prepare_for_inference
+from minibert.speed.fused_layers import prepare_for_inference
 from minibert.model import BertModel
 from minibert.tokenizer import BertTokenizer
 from timing import Step, interleaved_times

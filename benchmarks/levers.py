@@ -4,7 +4,7 @@ In-process variants of minibert (timed as contestants beside the others, in the 
 - `minibert[plain]`: the reference model as loaded, no fast path;
 - `minibert[qkv only]`: one Q/K/V product, weights not packed;
 - `minibert[packed only]`: packed weights for short inputs, Q/K/V as three products;
-- `minibert` itself is both (minibert.fastpath);
+- `minibert` itself is both (minibert.speed.fused_layers);
 - `minibert[gelu fused]`: the fast path with the feed-forward's first product, bias and GELU in one oneDNN call;
 - `minibert[Nt]`: the fast path with the other thread count (1 when quiet, all cores with one core busy).
 
@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from minibert.fastpath import FusedQKVAttention, PackedLinear, prepare_for_inference
+from minibert.speed.fused_layers import FusedQKVAttention, PackedLinear, prepare_for_inference
 from minibert.model import EncoderLayer
 
 

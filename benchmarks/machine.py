@@ -1,7 +1,7 @@
 """The machine's facts that every published figure names, and the thread rule minibert's commands follow.
 
-Both come from `minibert.runtime` (the CPU model, the usable cores, the rule `automatic_threads`: torch gets the
-cores that other processes leave free, at least one, so that with a core busy elsewhere torch does not split each
+Both come from `minibert.plumbing.machine` (the CPU model, the usable cores, the rule `automatic_threads`: torch
+gets the cores that other processes leave free, at least one, so that with a core busy elsewhere torch does not split each
 operation over a thread that waits whole time slices for its core). What is added here is the benchmarks' own: the
 other processes' load measured as contention.py measures it (the benchmarks' busy cores are tracked and controlled
 there), the instruction sets and the peers' versions that a results file records.
@@ -15,7 +15,7 @@ import platform
 import torch
 
 from contention import others_busy_cores
-from minibert.runtime import automatic_threads, cpu_model, usable_cores
+from minibert.plumbing.machine import automatic_threads, cpu_model, usable_cores
 
 __all__ = ["auto_threads", "cpu_model", "describe", "facts", "usable_cores"]
 

@@ -104,7 +104,7 @@ def _run(request: dict, env: dict) -> dict:
 # ----------------------------------------------------------------------------------------------------------------
 def _probe(request: dict) -> dict:
     import torch
-    from minibert.fastpath import prepare_for_inference
+    from minibert.speed.fused_layers import prepare_for_inference
     from minibert.model import BertModel
     contention._CONTROLLED.update(request.get("controlled", []))
     torch.set_num_threads(request["threads"])

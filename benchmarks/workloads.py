@@ -16,7 +16,7 @@ import torch
 import transformers
 from torch import Tensor, nn
 
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 import minibert.model as mb
 from minibert.config import PRESETS
 from minibert.tokenizer import BertTokenizer

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, ShapeMismatchError
-from minibert.hub import WEIGHT_FILES, resolve
-from minibert.io import atomic_write_bytes, new_folder
+from minibert.plumbing.hub import WEIGHT_FILES, resolve
+from minibert.plumbing.atomic_files import atomic_write_bytes, new_folder
 
 logger = logging.getLogger("minibert")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minibert.activations import ACTIVATIONS
 from minibert.errors import ConfigError
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -59,7 +60,6 @@ class BertConfig:
             raise ConfigError(
                 f"config: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})")
-        from minibert.model import ACTIVATIONS  # the registry of activation functions lives with the model
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"config: unknown hidden_act {self.hidden_act!r}; expected one of {', '.join(ACTIVATIONS)}")
         if self.position_embedding_type != "absolute":
@@ -146,7 +146,7 @@ class BertConfig:
         return dict(sorted(data.items()))
 
     def to_json(self, path: str | os.PathLike, architecture: str | None = None) -> None:
-        from minibert.io import atomic_write_text  # local import keeps config importable on its own
+        from minibert.plumbing.atomic_files import atomic_write_text  # local import keeps config importable on its own
         atomic_write_text(Path(path), json.dumps(self.to_dict(architecture), indent=2) + "\n")
 
 

@@ -41,6 +41,10 @@ class InputError(MinibertError):
     """Tensors passed to a model that it cannot take (too long, ids out of range, mismatched shapes)."""
 
 
+class TrainingError(MinibertError):
+    """A run that cannot start (bad arguments, unwritable output folder) or cannot go on (a NaN loss)."""
+
+
 def spelled(name: str) -> str:
     """How the user spelled the setting `name`: its command-line flag inside the CLI, else the name itself."""
     return _spelling.get(name, name)

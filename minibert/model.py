@@ -14,7 +14,7 @@ Two execution choices never change the result beyond float rounding, and tests h
 - `config.attn_implementation`: "eager" spells attention out (softmax of masked scores); "sdpa" calls
   `torch.nn.functional.scaled_dot_product_attention`, PyTorch's fused kernel.
 - `config.unpad`: when a batch has padding, the dense layers run on the N real tokens only. That machinery lives
-  in unpadding.py; here a `TokenLayout` is handed from layer to layer, and attention asks it for the padded
+  in speed/unpadding.py; here a `TokenLayout` is handed from layer to layer, and attention asks it for the padded
   (B, T) layout (`unpack`), the padding mask (`additive_mask`) and the real tokens back (`pack`).
 """
 
@@ -23,16 +23,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from minibert.activations import ACTIVATIONS
 from minibert.config import BertConfig
 from minibert.errors import InputError
 from minibert.model_output import ModelOutput
-from minibert.unpadding import TokenLayout
+from minibert.speed.unpadding import TokenLayout
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -104,20 +104,8 @@ class SelfAttention(nn.Module):
 
 # ----------------------------------------------------------------------------------------------------------------
 # Position-wise feed-forward ("Attention Is All You Need" §3.3): dense -> GELU -> dense, applied to each token.
-# BERT uses the exact erf GELU (Hendrycks & Gimpel 2016); the tanh form differs by up to ~5e-4. ACTIVATIONS is
-# the one registry of `hidden_act` names (config.py checks names against it).
+# BERT uses the exact erf GELU (Hendrycks & Gimpel 2016); `hidden_act` names a function of activations.py.
 # ----------------------------------------------------------------------------------------------------------------
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
-
 class FeedForward(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()

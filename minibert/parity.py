@@ -15,7 +15,7 @@ import torch
 from minibert import model as M
 from minibert.checkpoint import find_weights, read_weights
 from minibert.errors import MinibertError
-from minibert.hub import resolve
+from minibert.plumbing.hub import resolve
 from minibert.tokenizer import BertTokenizer
 
 DEFAULT_SENTENCES = [

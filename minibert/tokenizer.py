@@ -13,8 +13,8 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, process
 from tokenizers.models import WordPiece
 
 from minibert.errors import CheckpointError
-from minibert.hub import resolve
-from minibert.io import atomic_write_text, new_folder
+from minibert.plumbing.hub import resolve
+from minibert.plumbing.atomic_files import atomic_write_text, new_folder
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 

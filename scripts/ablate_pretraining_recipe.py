@@ -105,7 +105,7 @@ def settings(name: str) -> dict:
 
 
 def corpus_path() -> Path:
-    from minibert.assets import MissingAssetError, asset_path
+    from minibert.plumbing.demo_assets import MissingAssetError, asset_path
     try:
         return asset_path("wikipedia")
     except MissingAssetError as error:

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from minibert.errors import CheckpointError
-from minibert.hub import resolve
+from minibert.plumbing.hub import resolve
 from minibert.inference import embed
 from minibert.model import BertModel
-from minibert.runtime import AUTO, machine_facts, set_threads
+from minibert.plumbing.machine import AUTO, machine_facts, set_threads
 from minibert.tokenizer import BertTokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))  # the demo steps beside this file
@@ -41,7 +41,7 @@ def banner(title: str) -> None:
 
 
 def minilm_folder() -> Path:
-    from minibert.assets import MissingAssetError, asset_path
+    from minibert.plumbing.demo_assets import MissingAssetError, asset_path
     try:
         return asset_path("minilm")
     except MissingAssetError as error:

@@ -21,7 +21,7 @@ import torch
 
 from finetune_recipe import minilm, movie_reviews_csv  # scripts/finetune_recipe.py, beside this file
 from minibert.model import BertForSequenceClassification
-from minibert.runtime import AUTO, machine_facts, parse_threads, set_threads
+from minibert.plumbing.machine import AUTO, machine_facts, parse_threads, set_threads
 from minibert.finetuning.run import DataSpec, finetune
 from minibert.finetuning.predict import Predictor
 from minibert.finetuning.readers import read_examples

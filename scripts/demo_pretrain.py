@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from minibert.model import BertForMaskedLM, BertForPreTraining  # noqa: E402
 from minibert.pretraining.run import learn_tokenizer, pretrain  # noqa: E402
 from minibert.pretraining.recipes import RECIPES  # noqa: E402
-from minibert.runtime import AUTO, machine_facts, parse_threads, set_threads  # noqa: E402
+from minibert.plumbing.machine import AUTO, machine_facts, parse_threads, set_threads  # noqa: E402
 from minibert.tokenizer import BertTokenizer  # noqa: E402
 from minibert.training import TrainingArguments, TrainResult  # noqa: E402
 from minibert.pretraining.objective import describe_metrics  # noqa: E402
@@ -40,7 +40,7 @@ CURVE_POINTS = 8
 
 
 def package_path(name: str) -> Path:
-    from minibert.assets import MissingAssetError, asset_path
+    from minibert.plumbing.demo_assets import MissingAssetError, asset_path
     try:
         return asset_path(name)
     except MissingAssetError as error:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 
 def package_file(name: str) -> Path:
-    """An asset (minibert.assets.ASSETS), or a one-line exit saying how to install it."""
-    from minibert.assets import MissingAssetError, asset_path
+    """An asset (minibert.plumbing.demo_assets.ASSETS), or a one-line exit saying how to install it."""
+    from minibert.plumbing.demo_assets import MissingAssetError, asset_path
     try:
         return asset_path(name)
     except MissingAssetError as error:
@@ -63,7 +63,7 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, help="default: runs/NAME")
     args, extra = parser.parse_known_args()
     from minibert.cli.main import main as minibert
-    from minibert.runtime import machine_facts
+    from minibert.plumbing.machine import machine_facts
     rerun = [] if "--resume" in extra else ["--overwrite-output-dir"]  # running a recipe again replaces its run
     argv = ["finetune", *recipe(args.name, args.output_dir or Path("runs") / args.name), *rerun, *extra]
     print("$ minibert " + shlex.join(argv), flush=True)

@@ -123,7 +123,7 @@ def run_pretraining(limit_s: float, device: str = "cuda", corpus: Path | None = 
 
 
 def package_file(name: str) -> Path:
-    from minibert.assets import MissingAssetError, asset_path
+    from minibert.plumbing.demo_assets import MissingAssetError, asset_path
     try:
         return asset_path(name)
     except MissingAssetError as error:

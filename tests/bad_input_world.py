@@ -122,7 +122,7 @@ def changed(before: dict[str, str], after: dict[str, str]) -> list[str]:
 
 
 def temporaries(folder: Path) -> list[str]:
-    """Temporary files or folders (see minibert.io.temp_name) anywhere under `folder`."""
+    """Temporary files or folders (see minibert.plumbing.atomic_files.temp_name) anywhere under `folder`."""
     return sorted(str(p) for p in folder.rglob("*") if ".tmp-" in p.name)
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from minibert.assets import MissingAssetError, asset_path
+from minibert.plumbing.demo_assets import MissingAssetError, asset_path
 from minibert.config import BertConfig
 
 # The suite runs thousands of tiny ops; on a shared 2-core machine two OpenMP threads wait on each other (ms per op)
 # while one thread runs them in microseconds, and one thread keeps float results independent of the core count.
 torch.set_num_threads(1)
-# The CLI's `--threads auto` keeps an OMP_NUM_THREADS it finds (minibert/runtime.py): commands that tests run keep
+# The CLI's `--threads auto` keeps an OMP_NUM_THREADS it finds (minibert/plumbing/machine.py): commands that tests run keep
 # this one thread, without measuring the machine's load first (a quarter of a second each).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

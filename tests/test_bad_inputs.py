@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from minibert.cli.main import main
-from minibert.io import host_name, process_alive
+from minibert.plumbing.atomic_files import host_name, process_alive
 from minibert.pretraining.objective import PretrainingTask
 
 from bad_input_world import (World, build_world, changed, fingerprint, minibert_process, temporaries,
@@ -596,9 +596,9 @@ def no_space(after_calls: int, real):
 
 @row("--overwrite-output-dir on a full disk keeps the earlier run")
 def _(w, tmp, patch):
-    from minibert.training import checkpointing
+    from minibert.training import train_state
     run = w.copy(w.pretrain_run, tmp, "run")
-    patch.setattr(checkpointing, "torch_save", no_space(0, checkpointing.torch_save))
+    patch.setattr(train_state, "torch_save", no_space(0, train_state.torch_save))
     return Row(w.pretrain_corpus(run, "--max-steps", "2", "--save-every", "1", "--overwrite-output-dir"),
                ("checkpoints/step-000001: cannot write the checkpoint (no space left on device)",
                 "its partial files were removed; make room, then run again"), keep=(run,))
@@ -774,9 +774,9 @@ def _(w, tmp, patch):
 # -- full disks ------------------------------------------------------------------------------------------------------
 @row("a full disk while writing a checkpoint")
 def _(w, tmp, patch):
-    from minibert.training import checkpointing
+    from minibert.training import train_state
     run = tmp / "run"
-    patch.setattr(checkpointing, "torch_save", no_space(2, checkpointing.torch_save))  # the 2nd checkpoint's model.pt
+    patch.setattr(train_state, "torch_save", no_space(2, train_state.torch_save))  # the 2nd checkpoint's model.pt
 
     def check():
         assert not temporaries(run), f"the partial checkpoint should be removed at once: {temporaries(run)}"
@@ -810,12 +810,12 @@ def _(w, tmp, patch):
 
 @row("a full disk while writing predictions")
 def _(w, tmp, patch):
-    import minibert.io
+    import minibert.plumbing.atomic_files
     (tmp / "out.jsonl").write_text("earlier predictions\n")
 
     def full(path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    patch.setattr(minibert.io, "fsync_file", full)
+    patch.setattr(minibert.plumbing.atomic_files, "fsync_file", full)
     return Row(["predict", str(w.classifier), "--input", str(texts_file(tmp)), "-o", str(tmp / "out.jsonl")],
                (f"{tmp / 'out.jsonl'}: no space left on device",), keep=(tmp / "out.jsonl",),
                check=lambda: not temporaries(tmp) or pytest.fail(f"temporaries left: {temporaries(tmp)}"))
@@ -1036,10 +1036,10 @@ def test_a_full_filesystem(world, tmp_path, monkeypatch, capsys):
         resumed = int((tmp_path / "status2").read_text()), (tmp_path / "err2").read_text()
         assert not (mount / "run").exists(), "the run should have been on the tmpfs, gone with its namespace"
     else:
-        from minibert.training import checkpointing
+        from minibert.training import train_state
         run = tmp_path / "run"
         argv = [str(run) if a == "RUN" else a for a in argv]
-        monkeypatch.setattr(checkpointing, "torch_save", no_space(2, checkpointing.torch_save))
+        monkeypatch.setattr(train_state, "torch_save", no_space(2, train_state.torch_save))
         status, err = main(argv), capsys.readouterr().err
         listing = sorted(p.name for p in (run / "checkpoints").iterdir())
         index = json.loads((run / "checkpoints" / "index.json").read_text())

@@ -1,4 +1,4 @@
-"""minibert.checkpoint and minibert.hub: every checkpoint dialect loads (published bert-base-uncased layout,
+"""minibert.checkpoint and minibert.plumbing.hub: every checkpoint dialect loads (published bert-base-uncased layout,
 pytorch_model.bin, bare encoder exports, sharded files, the hub cache), the load report says what happened to
 each tensor, saving round-trips through transformers, and bad checkpoints fail with one clear line."""
 

@@ -18,20 +18,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=positive_int, default=512, help="tokens per text (longer ones are cut)")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
     p.add_argument("--int8", action="store_true",
-                   help="int8 matrix products with per-token scales (minibert.quantize; CPU): faster, measured to "
-                        "keep the answer (README, Speed)")
+                   help="int8 matrix products with per-token scales (minibert.speed.quantize; CPU): faster, "
+                        "measured to keep the answer (README, Speed)")
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from minibert.io import check_output_file
+    from minibert.plumbing.atomic_files import check_output_file
     from minibert.errors import InputError
-    from minibert.fastpath import prepare_for_inference
+    from minibert.speed.fused_layers import prepare_for_inference
     from minibert.inference import embed
-    from minibert.io import atomic_path, atomic_write_text
+    from minibert.plumbing.atomic_files import atomic_path, atomic_write_text
     from minibert.model import BertModel
-    from minibert.text_files import read_stdin, read_text
+    from minibert.plumbing.text_files import read_stdin, read_text
     from minibert.tokenizer import BertTokenizer
     output = Path(args.output)
     if output.suffix not in (".npy", ".jsonl"):

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from minibert.explain.journey import explain
     from minibert.explain.loading import load_for_explain
     from minibert.explain.report import render_text
-    from minibert.io import check_output_file, check_output_folder
+    from minibert.plumbing.atomic_files import check_output_file, check_output_folder
     heads = [parse_head(spec) for spec in args.mask_head]
     # Every output is checked before the model loads, so a bad path costs nothing.
     if args.html:

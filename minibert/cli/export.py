@@ -1,5 +1,5 @@
 """minibert export onnx MODEL OUT.onnx: an ONNX graph for ONNX Runtime, checked against minibert before it is
-written (see minibert.export)."""
+written (see minibert.speed.onnx_export)."""
 
 import argparse
 
@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from minibert.errors import InputError
-    from minibert.export import OUTPUTS, export_onnx
-    from minibert.hub import resolve
+    from minibert.speed.onnx_export import OUTPUTS, export_onnx
+    from minibert.plumbing.hub import resolve
     from minibert.model import MODEL_CLASSES
     if args.model_class is not None and args.model_class not in OUTPUTS:
         raise InputError(f"--class {args.model_class}: expected one of {', '.join(OUTPUTS)}")
@@ -36,7 +36,7 @@ def _architecture(folder) -> str:
     """The first class config.json's architectures names that minibert exports, else BertModel."""
     import json
 
-    from minibert.export import OUTPUTS
+    from minibert.speed.onnx_export import OUTPUTS
     try:
         names = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
     except (OSError, ValueError):

@@ -23,7 +23,7 @@ from typing import Iterator
 # prepare-pretraining, which first draws random numbers after it has started building). Loaded here, before any work.
 import numpy.random  # noqa: F401
 
-from minibert.runtime import AUTO, parse_threads, set_threads
+from minibert.plumbing.machine import AUTO, parse_threads, set_threads
 
 # subcommand -> (module under minibert.cli, one-line help)
 COMMANDS = {

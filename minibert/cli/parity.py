@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from minibert.errors import InputError
     from minibert.parity import compare
-    from minibert.text_files import read_text
+    from minibert.plumbing.text_files import read_text
     sentences = None
     if args.sentences:
         sentences = [line.strip() for line in read_text(args.sentences).splitlines() if line.strip()]

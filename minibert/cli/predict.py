@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=32, help="records per forward pass")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
     p.add_argument("--int8", action="store_true",
-                   help="int8 matrix products with per-token scales (minibert.quantize; CPU): faster, measured to "
-                        "keep the answer (README, Speed)")
+                   help="int8 matrix products with per-token scales (minibert.speed.quantize; CPU): faster, "
+                        "measured to keep the answer (README, Speed)")
     qa = p.add_argument_group("question answering (defaults: the settings the model was evaluated with, saved in "
                               "its label_map.json)")
     qa.add_argument("--null-score-threshold", type=finite_float,
@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from minibert.io import check_output_file
-    from minibert.fastpath import prepare_for_inference
-    from minibert.io import atomic_write_text
+    from minibert.plumbing.atomic_files import check_output_file
+    from minibert.speed.fused_layers import prepare_for_inference
+    from minibert.plumbing.atomic_files import atomic_write_text
     from minibert.finetuning.predict import Predictor, read_records
-    from minibert.text_files import read_stdin, read_text
+    from minibert.plumbing.text_files import read_stdin, read_text
     if args.output:
         check_output_file(Path(args.output), "--output")
     decoding = {name: getattr(args, name) for name in ("null_score_threshold", "n_best", "max_answer_length")

@@ -68,7 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.io import check_output_folder
+    from minibert.plumbing.atomic_files import check_output_folder
     from minibert.pretraining.shards import read_meta
     from minibert.pretraining.run import load_tokenizer, prepare_data
     check_output_folder(Path(args.output), "--output")

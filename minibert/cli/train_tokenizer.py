@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.io import check_output_folder
+    from minibert.plumbing.atomic_files import check_output_folder
     from minibert.pretraining.corpus import CorpusStats, iter_documents
     from minibert.pretraining.wordpiece import train_wordpiece
     from minibert.pretraining.corpus import warnings_if_successful

@@ -20,7 +20,7 @@ import torch
 from minibert.errors import InputError
 from minibert.explain.journey import Journey
 from minibert.explain.report import heads_lines
-from minibert.io import atomic_write_text, check_output_file
+from minibert.plumbing.atomic_files import atomic_write_text, check_output_file
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 PLACEHOLDER = "/*DATA*/"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from minibert.errors import InputError
 from minibert.explain.journey import Journey
-from minibert.io import atomic_path, check_output_folder
+from minibert.plumbing.atomic_files import atomic_path, check_output_folder
 
 
 def require_matplotlib() -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from minibert import model as M
 from minibert.checkpoint import find_weights, read_weights
 from minibert.config import BertConfig
-from minibert.hub import resolve
+from minibert.plumbing.hub import resolve
 from minibert.parity import head_class_for
 from minibert.finetuning.kinds import read_label_map
 from minibert.tokenizer import BertTokenizer

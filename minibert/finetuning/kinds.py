@@ -18,7 +18,7 @@ from minibert.config import BertConfig
 from minibert.errors import CheckpointError, MinibertError
 from minibert.finetuning.metrics import MAIN_METRICS
 from minibert.finetuning.qa_decoding import QADecoding
-from minibert.io import atomic_write_text
+from minibert.plumbing.atomic_files import atomic_write_text
 from minibert.model import (BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification,
                             BertPreTrainedModel)
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from minibert.errors import CheckpointError, InputError
-from minibert.hub import resolve
+from minibert.plumbing.hub import resolve
 from minibert.inference import length_sorted_batches
 from minibert.model import BertPreTrainedModel
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride, encode_classification,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TextIO
 
 from minibert.errors import DataError
-from minibert.text_files import read_text
+from minibert.plumbing.text_files import read_text
 
 
 # -- what the readers return ----------------------------------------------------------------------------------

@@ -31,10 +31,10 @@ import torch
 
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, DataError, MinibertError, ShapeMismatchError, spelled
-from minibert.hub import resolve
+from minibert.plumbing.hub import resolve
 from minibert.inference import longest_first
 from minibert.model import IGNORE_INDEX, BertPreTrainedModel
-from minibert.output_lock import output_lock
+from minibert.plumbing.output_lock import output_lock
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride,
                                           encode_classification, encode_qa, encode_token_classification,
                                           word_predictions)
@@ -47,7 +47,7 @@ from minibert.finetuning.readers import (GlueTask, QAExample, TaggedSentence, bu
 from minibert.tokenizer import BertTokenizer
 from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAnsweringTask, SequenceClassificationTask,
                                            TokenClassificationTask)
-from minibert.training import TrainingArguments, TrainResult, checkpointing, train
+from minibert.training import TrainingArguments, TrainResult, train_state, train
 from minibert.training.processes import choose_device, launched_rank, launched_world_size
 from minibert.training.reporting import MetricsLog
 from minibert.training.run_folder import check_output_dir
@@ -381,7 +381,7 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
             shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
-        best = checkpointing.find(output_dir, "best")
+        best = train_state.find(output_dir, "best")
         model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
         model.save_pretrained(output_dir / "best")
         add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from minibert.model import IGNORE_INDEX, masked_lm_loss, next_sentence_loss
-from minibert.training.errors import TrainingError
+from minibert.errors import TrainingError
 from minibert.training.task import Batch, evaluation_mode, model_inputs, to_device
 
 

@@ -44,15 +44,14 @@ from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.initialisation import INITS, InitScheme, init_scheme, initialise
 from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
                                          read_meta, vocab_sha256, write_pretraining_data)
-from minibert.errors import ConfigError, DataError, spelled
-from minibert.hub import resolve
-from minibert.io import atomic_write_text, remove_stale_temps
+from minibert.errors import ConfigError, DataError, TrainingError, spelled
+from minibert.plumbing.hub import resolve
+from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps
 from minibert.model import BertForMaskedLM, BertForPreTraining
-from minibert.output_lock import output_lock
+from minibert.plumbing.output_lock import output_lock
 from minibert.tokenizer import BertTokenizer
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import eval_loader
-from minibert.training.errors import TrainingError
 from minibert.training.loop import OptimizerStep, TrainResult, train
 from minibert.training.optim import build_optimizer, linear_warmup_decay
 from minibert.training.processes import Processes, end_processes, on_main, start_processes

@@ -36,7 +36,7 @@ from minibert.pretraining.masking import Masker, subword_table
 from minibert.pretraining.examples import (CreationCounts, PretrainingExample, PretrainingOptions,
                                            check_tokenizer, example_features, generate_examples)
 from minibert.errors import DataError
-from minibert.io import atomic_write_text, remove_stale_temps, temp_name
+from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps, temp_name
 from minibert.model import IGNORE_INDEX
 from minibert.tokenizer import BertTokenizer
 

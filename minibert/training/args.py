@@ -7,8 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from minibert.errors import spelled
-from minibert.training.errors import TrainingError
+from minibert.errors import TrainingError, spelled
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 

@@ -6,7 +6,7 @@ import functools
 import logging
 from pathlib import Path
 
-from minibert.io import atomic_path
+from minibert.plumbing.atomic_files import atomic_path
 from minibert.training.reporting import MetricsLog
 
 logger = logging.getLogger("minibert")

@@ -6,7 +6,7 @@ optimizer and schedule, precision, resume, DDP), then `Run.train` goes through e
 (micro-batches counted, forward and backward, the loss checked, gradients clipped and checked, weights updated:
 `OptimizerStep`, which pretraining's time budget reuses) and `Run.after_step` (log, evaluate, save). What a task
 computes lives with it (minibert.pretraining.objective, minibert.finetuning.objective; the interface in task.py);
-which examples a step reads in batches.py; the rest in optim.py, checkpointing.py, processes.py, reporting.py
+which examples a step reads in batches.py; the rest in optim.py, train_state.py, processes.py, reporting.py
 and curves.py, one job each.
 """
 
@@ -27,13 +27,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from minibert.errors import spelled
-from minibert.training import checkpointing
+from minibert.errors import TrainingError, spelled
+from minibert.training import train_state
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
-from minibert.training.checkpointing import TrainState
+from minibert.training.train_state import TrainState
 from minibert.training.curves import plot_curves
-from minibert.training.errors import TrainingError
 from minibert.training.fingerprint import dataset_fingerprint
 from minibert.training.optim import build_optimizer, linear_warmup_decay, set_schedule
 from minibert.training.processes import (Processes, all_reduce_sum, broadcast_from_main, end_processes,
@@ -63,7 +62,7 @@ def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Da
           args: TrainingArguments, collate_fn: Callable[[list], dict[str, Any]]) -> TrainResult:
     """Train `model` on `task` (see task.py); under torchrun, one process per device, data-parallel.
 
-    Writes to args.output_dir: checkpoints/ (see checkpointing.py), metrics.jsonl, curves.png, and final/ (the
+    Writes to args.output_dir: checkpoints/ (see train_state.py), metrics.jsonl, curves.png, and final/ (the
     trained model, `save_pretrained` format). The folder is locked for the run (one run at a time); a new run over
     an earlier one needs args.overwrite_output_dir, and replaces its files only as it saves its own."""
     started = time.perf_counter()
@@ -101,7 +100,7 @@ class StepPlan:
     examples_per_step: int  # over all micro-batches and processes
     steps_per_epoch: int
     max_steps: int
-    data_order: dict[str, Any]  # what resuming must find again (checkpointing.py)
+    data_order: dict[str, Any]  # what resuming must find again (train_state.py)
 
 
 def plan_steps(args: TrainingArguments, train_dataset: Dataset, world: int) -> StepPlan:
@@ -218,8 +217,8 @@ class Run:
     def resume(self) -> None:
         """Continue from the last checkpoint: weights, optimizer, schedule, scaler, data position."""
         args = self.args
-        self.last_checkpoint = checkpointing.find(self.output_dir)
-        self.state, saved_args = checkpointing.load(self.last_checkpoint, self.raw_model, self.optimizer,
+        self.last_checkpoint = train_state.find(self.output_dir)
+        self.state, saved_args = train_state.load(self.last_checkpoint, self.raw_model, self.optimizer,
                                                     self.scheduler, self.scaler, self.plan.data_order, self.processes)
         set_schedule(self.optimizer, self.scheduler, args.learning_rate, args.weight_decay)  # this run's schedule
         changed = describe_resume(saved_args, args, self.plan.steps_per_epoch, self.state.step,
@@ -302,8 +301,8 @@ class Run:
         return last_step or (every > 0 and self.state.step % every == 0)
 
     def save(self) -> None:
-        """A checkpoint of the step just done (checkpointing.py), committed with metrics.jsonl's lines."""
-        self.last_checkpoint = checkpointing.save(
+        """A checkpoint of the step just done (train_state.py), committed with metrics.jsonl's lines."""
+        self.last_checkpoint = train_state.save(
             self.output_dir, self.state, self.raw_model, self.optimizer, self.scheduler, self.scaler, self.args,
             self.plan.data_order, self.processes, last=self.last_checkpoint,
             before_commit=self.metrics_log.commit if self.metrics_log is not None else None)

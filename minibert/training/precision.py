@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.runtime import machine_facts
+from minibert.plumbing.machine import machine_facts
 from minibert.training.processes import broadcast_from_main
 from minibert.training.task import to_device
 

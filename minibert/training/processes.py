@@ -66,8 +66,7 @@ def launched_world_size() -> int:
 
 def choose_device(device: str | None) -> torch.device:
     """`device` checked against this machine ("cpu", "cuda", "cuda:1", ...), or cuda when available, else cpu."""
-    from minibert.errors import spelled
-    from minibert.training.errors import TrainingError
+    from minibert.errors import TrainingError, spelled
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -126,7 +125,7 @@ def gather_to_all(obj: Any) -> list[Any]:
 def on_main(processes: Processes, work: Callable[[], Any]) -> Any:
     """`work()` on rank 0 while the other ranks wait; its result, or its error, reaches every rank (an error
     raised on rank 0 alone would leave the others waiting forever)."""
-    from minibert.training.errors import TrainingError
+    from minibert.errors import TrainingError
     result, error = None, None
     if processes.is_main:
         try:

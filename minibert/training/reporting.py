@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from minibert.io import atomic_write_text, temp_name
+from minibert.plumbing.atomic_files import atomic_write_text, temp_name
 
 from tqdm.auto import tqdm  # always there: huggingface_hub, a runtime dependency, requires it
 

@@ -9,12 +9,11 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from minibert.errors import spelled
-from minibert.io import remove_own_temps, remove_stale_temps, unwritable_reason
-from minibert.output_lock import output_lock
-from minibert.training import checkpointing
+from minibert.errors import TrainingError, spelled
+from minibert.plumbing.atomic_files import remove_own_temps, remove_stale_temps, unwritable_reason
+from minibert.plumbing.output_lock import output_lock
+from minibert.training import train_state
 from minibert.training.args import TrainingArguments
-from minibert.training.errors import TrainingError
 from minibert.training.processes import Processes, on_main
 
 logger = logging.getLogger("minibert")
@@ -39,8 +38,8 @@ def check_output_dir(args: TrainingArguments) -> None:
     folder = Path(args.output_dir)
     check_writable(folder)
     if args.resume:
-        if checkpointing.find(folder) is None:
-            raise TrainingError(f"{spelled('resume')}: no checkpoint in {folder / checkpointing.CHECKPOINTS} to "
+        if train_state.find(folder) is None:
+            raise TrainingError(f"{spelled('resume')}: no checkpoint in {folder / train_state.CHECKPOINTS} to "
                                 f"continue from; run without {spelled('resume')} to start"
                                 + (f" ({spelled('overwrite_output_dir')} replaces what is there)"
                                    if earlier_run(folder) else ""))
@@ -60,14 +59,14 @@ def check_writable(folder: Path) -> None:
 @contextmanager
 def hold_output_dir(folder: Path, processes: Processes,
                     check: Callable[[], None] | None = None) -> Iterator[None]:
-    """Rank 0 holds the folder's lock (see minibert.output_lock) for the block, after removing temporaries that
+    """Rank 0 holds the folder's lock (see minibert.plumbing.output_lock) for the block, after removing temporaries that
     killed writers left there, and runs `check` (e.g. check_output_dir) once it holds it: on rank 0 alone, since
     the other ranks could see files rank 0 already wrote. A refusal reaches every rank."""
     with ExitStack() as stack:
         def take() -> None:
             check_writable(folder)
             stack.enter_context(output_lock(folder))
-            for place in (folder, folder / checkpointing.CHECKPOINTS):
+            for place in (folder, folder / train_state.CHECKPOINTS):
                 for path in remove_stale_temps(place):
                     logger.info("removed %s, left by a killed run", path)
             if check is not None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 from minibert.errors import DataError
 from minibert.finetuning.features import (collate, encode_classification, encode_qa, encode_token_classification,
                                           word_predictions)

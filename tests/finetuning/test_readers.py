@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 from minibert.errors import DataError
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.readers import (GLUE_TASKS, build_label_map, label_id, load_hub_dataset, read_conll,

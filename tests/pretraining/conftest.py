@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 from minibert.tokenizer import BertTokenizer
 
 # Plain words, and long ones that WordPiece splits into `##` pieces (for whole-word masking).

@@ -6,12 +6,12 @@ import torch
 from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
 
 from minibert.errors import CheckpointError
-from minibert.io import TEMP_MARK
+from minibert.plumbing.atomic_files import TEMP_MARK
 from minibert.model import BertForMaskedLM, BertForSequenceClassification
 from minibert.finetuning.objective import SequenceClassificationTask
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, TrainingError, train
-from minibert.training import checkpointing
+from minibert.training import train_state
 from minibert.training.batches import EpochBatches
 
 
@@ -83,7 +83,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     with pytest.raises(TrainingError, match="step 5: the loss is nan") as error:
         train(model, NanAtStep(5), data, None, arguments(tmp_path, max_steps=8, save_every=2), stack)
     assert "step-000004" in str(error.value), f"the error should name the last good checkpoint: {error.value}"
-    last = checkpointing.find(tmp_path)
+    last = train_state.find(tmp_path)
     assert last is not None and last.name == "step-000004", f"last checkpoint should be step 4, is {last}"
     assert not (tmp_path / "final").exists(), "a failed run must not write final/"
     assert [r["step"] for r in records(tmp_path)] == [1, 2, 3, 4], "metrics.jsonl should stop at step 4"
@@ -111,7 +111,7 @@ def test_resume_at_an_epoch_boundary_repeats_the_uninterrupted_run(tmp_path):
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     data = SyntheticPretraining(32)
-    real_save, calls = checkpointing.torch_save, []
+    real_save, calls = train_state.torch_save, []
 
     def failing_save(obj, path):
         calls.append(path)
@@ -119,13 +119,13 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
             raise OSError(28, "No space left on device", str(path))
         real_save(obj, path)
 
-    monkeypatch.setattr(checkpointing, "torch_save", failing_save)
+    monkeypatch.setattr(train_state, "torch_save", failing_save)
     with pytest.raises(CheckpointError, match="step-000004: cannot write the checkpoint .no space left on device"):
         train(tiny_model(), PretrainingTask(), data, None, arguments(tmp_path, max_steps=6, save_every=2), stack)
-    monkeypatch.setattr(checkpointing, "torch_save", real_save)
+    monkeypatch.setattr(train_state, "torch_save", real_save)
     leftovers = [p.name for p in (tmp_path / "checkpoints").iterdir() if TEMP_MARK in p.name]
     assert not leftovers, f"the failed save should remove its temporary folder at once: {leftovers}"
-    last = checkpointing.find(tmp_path)
+    last = train_state.find(tmp_path)
     assert last is not None and last.name == "step-000002", f"the index should still name step 2, names {last}"
     result = train(tiny_model(), PretrainingTask(), data, None,
                    arguments(tmp_path, max_steps=6, save_every=2, resume=True), stack)
@@ -173,8 +173,8 @@ def test_keeps_the_best_checkpoint_and_stops_early(tmp_path):
     assert result.stopped_early and result.steps == 3, \
         f"with lr 0 the loss never improves, so patience 2 should stop at step 3 (stopped at {result.steps})"
     assert result.best_step == 1 and "accuracy" in result.final_metrics, result
-    assert checkpointing.find(tmp_path, "best").name == "step-000001", "best/ should be the first evaluation's"
-    assert checkpointing.find(tmp_path, "last").name == "step-000003", "last/ should be where the run stopped"
+    assert train_state.find(tmp_path, "best").name == "step-000001", "best/ should be the first evaluation's"
+    assert train_state.find(tmp_path, "last").name == "step-000003", "last/ should be where the run stopped"
 
 
 class EpochRecordingData(SyntheticPretraining):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from synthetic_training import SyntheticPretraining, stack, tiny_model
 
-from minibert import runtime
+from minibert.plumbing import machine
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, train
 from minibert.training import precision as precision_module
@@ -30,7 +30,7 @@ def simulate_cpu(monkeypatch, kind: str, fp32_step_s: float = 0.5, bf16_step_rat
     """Make the probe see CPU `kind`; returns the list of precisions whose step it timed."""
     cpu = SIMULATED[kind]
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cpu["capability"])
-    monkeypatch.setattr(runtime, "_cpu_flag", lambda name: cpu["native"])
+    monkeypatch.setattr(machine, "_cpu_flag", lambda name: cpu["native"])
     if cpu["native"]:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     else:

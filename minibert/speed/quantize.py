@@ -1,6 +1,6 @@
 """int8 inference, opt-in: `minibert embed --int8`, `minibert predict --int8`, or in Python
 
-    model = prepare_for_inference(BertModel.from_pretrained(folder), int8=True)   # minibert.fastpath
+    model = prepare_for_inference(BertModel.from_pretrained(folder), int8=True)   # minibert.speed.fused_layers
 
 What is quantized: the six matrix products of every encoder layer (query, key, value, attention output, the two
 feed-forward layers), which are nearly all of an encoder's arithmetic. Embeddings, LayerNorms, softmax, the pooler
@@ -15,7 +15,7 @@ Why per token: BERT's hidden states carry a few features of much larger magnitud
 token to token. One scale for the whole input (torch.ao's dynamic quantization, ONNX Runtime's dynamic int8) spends
 the 8 bits on them: on real MiniLM weights and rotten_tomatoes sentences that gives mean-pooled embeddings at cosine
 0.93 (per-tensor weights) to 0.97 (per-channel weights) of float32, where per-token scales give 0.997
-(tests/test_quantize.py holds it to >= 0.99).
+(tests/speed/test_quantize.py holds it to >= 0.99).
 
 Kernel: oneDNN's int8 matrix product (`torch.ops.onednn.qlinear_pointwise`, weights packed once at quantization),
 which uses AMX or VNNI instructions where the CPU has them; `torch._int_mm` where oneDNN's op is missing. The

@@ -1,7 +1,7 @@
 """The CPU inference fast path: the same model, rearranged for speed once its weights are final.
 
     model = prepare_for_inference(BertModel.from_pretrained(folder))              # float32, same answers
-    model = prepare_for_inference(BertModel.from_pretrained(folder), int8=True)   # int8 (minibert.quantize)
+    model = prepare_for_inference(BertModel.from_pretrained(folder), int8=True)   # int8 (minibert.speed.quantize)
 
 `minibert embed` and `minibert predict` apply it; `model.py` stays the readable reference, and tests hold this path
 to it. Two changes, each measured in benchmarks/ (results/cpu.md, "levers"):
@@ -13,7 +13,7 @@ to it. Two changes, each measured in benchmarks/ (results/cpu.md, "levers"):
   product; packing each weight once for oneDNN (`torch.ops.mkldnn._reorder_linear_weight`, what torch.compile's
   freezing does) measured 2x faster at 8 rows, 1.3x at 32 and 1.05-1.1x up to ~200, and 7% slower at 1,024,
   so products with more than PACKED_MAX_ROWS rows keep the plain kernel. With int8, the weights are quantized and
-  packed for oneDNN instead (minibert.quantize.Int8Linear).
+  packed for oneDNN instead (minibert.speed.quantize.Int8Linear).
 
 The result is for inference only: the packed products have no gradient (a backward pass through them raises).
 """
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minibert.model import EncoderLayer, SelfAttention, attention
-from minibert.unpadding import TokenLayout
-from minibert.quantize import Int8Linear
+from minibert.speed.unpadding import TokenLayout
+from minibert.speed.quantize import Int8Linear
 
 PACKED_MAX_ROWS = 256  # above this many rows the plain kernel is as fast (see the module docstring)
 PACKING_HINT_ROWS = 32  # the row count oneDNN's layout is chosen for; any count works (32: batch-1 text lengths)

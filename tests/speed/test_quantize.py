@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minibert.assets import asset_path
+from minibert.plumbing.demo_assets import asset_path
 from minibert import model as mb
-from minibert import quantize
+from minibert.speed import quantize
 from minibert.cli.main import main
-from minibert.fastpath import prepare_for_inference
+from minibert.speed.fused_layers import prepare_for_inference
 from minibert.inference import embed
-from minibert.quantize import Int8Linear, quantize_rows
+from minibert.speed.quantize import Int8Linear, quantize_rows
 from minibert.tokenizer import BertTokenizer
 
 

@@ -35,11 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from minibert.errors import CheckpointError, spelled
-from minibert.io import atomic_write_text, remove_stale_temps, temp_name, torch_save
+from minibert.errors import CheckpointError, TrainingError, spelled
+from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps, temp_name, torch_save
 from minibert.training.processes import Processes, gather_to_all, on_main
 from minibert.training.args import TrainingArguments
-from minibert.training.errors import TrainingError
 
 logger = logging.getLogger("minibert")
 

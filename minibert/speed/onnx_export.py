@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from minibert.errors import MinibertError
-from minibert.io import atomic_path
+from minibert.plumbing.atomic_files import atomic_path
 from minibert.model import BertPreTrainedModel, SelfAttention
 
 OPSET = 17

@@ -13,7 +13,7 @@ import torch
 
 from minibert import model as mb
 from minibert.cli.main import main
-from minibert.export import ExportError, export_onnx
+from minibert.speed.onnx_export import ExportError, export_onnx
 from minibert.inference import mean_pool
 from minibert.tokenizer import BertTokenizer
 

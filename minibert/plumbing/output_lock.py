@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from minibert.errors import MinibertError, spelled
-from minibert.io import host_name, new_folder, process_alive
+from minibert.plumbing.atomic_files import host_name, new_folder, process_alive
 
 try:
     import fcntl

@@ -8,9 +8,9 @@ import copy
 import pytest
 import torch
 
-from minibert import fastpath
+from minibert.speed import fused_layers
 from minibert import model as mb
-from minibert.fastpath import FusedQKVAttention, PackedLinear, prepare_for_inference
+from minibert.speed.fused_layers import FusedQKVAttention, PackedLinear, prepare_for_inference
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
@@ -44,7 +44,7 @@ def test_long_inputs_take_the_plain_kernel_with_the_same_result(make_config, ran
     def counting(*args):
         calls["packed"] += 1
         return original(*args)
-    monkeypatch.setattr(fastpath.torch.ops.mkldnn, "_linear_pointwise", counting, raising=False)
+    monkeypatch.setattr(fused_layers.torch.ops.mkldnn, "_linear_pointwise", counting, raising=False)
     with torch.inference_mode():
         long_out = prepared(ids).last_hidden_state  # 400 rows: above PACKED_MAX_ROWS
         assert calls["packed"] == 0, "a 400-row product went to the packed kernel"
