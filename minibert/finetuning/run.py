@@ -381,8 +381,7 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
             shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
-        best = train_state.find(output_dir, "best")
-        model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
+        train_state.load_weights(train_state.find(output_dir, "best"), model)
         model.save_pretrained(output_dir / "best")
         add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)
     return output_dir / "best"

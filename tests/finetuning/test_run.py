@@ -249,8 +249,9 @@ def test_best_checkpoint_is_saved_when_it_comes_before_the_last_step(checkpoint,
     assert result.metrics["accuracy"] == evaluations[best_step]["eval_accuracy"] == \
         max(r["eval_accuracy"] for r in evaluations.values()), "the reported metrics should be the best step's"
     saved = BertForSequenceClassification.from_pretrained(result.model_dir).state_dict()
-    kept = torch.load(tmp_path / "checkpoints" / f"step-{best_step:06d}" / "model.pt", weights_only=True)
-    assert all(torch.equal(saved[name], kept[name]) for name in kept), "best/ should hold the best step's weights"
+    kept = BertForSequenceClassification.from_pretrained(tmp_path / "checkpoints" / f"step-{best_step:06d}")
+    assert all(torch.equal(saved[name], tensor) for name, tensor in kept.state_dict().items()), \
+        "best/ should hold the best step's weights"
     assert (result.model_dir / "label_map.json").is_file() and (result.model_dir / "vocab.txt").is_file(), \
         "best/ should be complete: tokenizer and label map"
 
