@@ -49,7 +49,7 @@ class EmbeddingWriter:
     {"text", "embedding"} with six decimals."""
 
     def __init__(self, file: IO[bytes], npy: bool):
-        self.file, self.npy, self.rows, self.count = file, npy, None, 0
+        self.file, self.npy, self.rows, self.count, self.width = file, npy, None, 0, 0
 
     def add(self, texts: list[str], vectors: np.ndarray) -> None:
         if self.npy:
@@ -58,7 +58,7 @@ class EmbeddingWriter:
         else:
             self.file.write("".join(json.dumps({"text": text, "embedding": [round(x, 6) for x in vector]}) + "\n"
                                     for text, vector in zip(texts, vectors.tolist())).encode("utf-8"))
-        self.count += len(texts)
+        self.count, self.width = self.count + len(texts), vectors.shape[1]
 
     def finish(self) -> None:
         if self.rows is not None:
