@@ -1649,6 +1649,7 @@ def test_explain_png_draws_a_token_matplotlib_would_read_as_math(world, tmp_path
 HOOKED_RUN = """
 import os, sys, time
 target, marker, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+target, _, only_when = target.partition("@")  # "module:name@text": only a call with an argument holding text
 module_name, path = target.split(":")
 import importlib
 owner = importlib.import_module(module_name)
@@ -1659,6 +1660,8 @@ real = getattr(owner, function_name)
 
 def slowed(*args, **kwargs):
     result = real(*args, **kwargs)
+    if only_when not in " ".join(map(str, args)):
+        return result
     open(marker, "w").close()  # the moment has come: the test sends SIGTERM now
     time.sleep(120)
     return result
@@ -1667,10 +1670,11 @@ from minibert.cli.main import main
 sys.exit(main(argv))
 """
 
-# moment -> the function ("module:name") the run is held in, just after it did its work
+# moment -> the function ("module:name", "@text": only a call given a path holding text) the run is held in, just
+# after it did its work. final/ is filled in a temporary folder (.final.tmp-...) that then takes its place.
 MOMENTS = {
     "while writing a checkpoint": "minibert.training.train_state:torch_save",
-    "while writing final/": "minibert.checkpoint:atomic_write_bytes",
+    "while writing final/": "minibert.checkpoint:write_model_files@/.final.tmp-",
     "while logging metrics": "minibert.training.reporting:MetricsLog.write",
 }
 
@@ -1714,7 +1718,8 @@ def test_sigterm_during_training_steps(world, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert_terminated_cleanly(process, run)
     last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
-    assert (run / "checkpoints" / last / "model.pt").is_file(), f"index.json names a missing checkpoint: {index}"
+    assert (run / "checkpoints" / last / "model.safetensors").is_file(), \
+        f"index.json names a missing checkpoint: {index}"
 
 
 def test_sigterm_while_preparing_data(world, tmp_path):

@@ -191,9 +191,10 @@ def new_folder(folder: Path) -> Iterator[Path]:
 
 def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
     """Write a folder that a run owns whole (a run's final/ or best/): `write` fills a temporary folder beside it,
-    which then takes its place (an OSError it raises names the folder's file). An interrupted write leaves the earlier folder as it was (and its temporary, removed
-    as a stale one later), never a mix of the earlier files and the new; a full disk removes the temporary at once.
-    Between the two renames (moments) the folder is missing, never mixed."""
+    which then takes its place (an OSError it raises names the folder's file). An interrupted write leaves the
+    earlier folder as it was (and its temporary, removed as a stale one later), never a mix of the earlier files and
+    the new; a full disk removes the temporary at once. Between the two renames (moments) the folder is missing,
+    never mixed."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(folder.parent, folder.name)
