@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -68,6 +69,9 @@ class BertConfig:
                    lambda value: 0 <= value < 1)
         # An epsilon as large as the variance it guards (about 1 after each layer) flattens every vector.
         _check("layer_norm_eps", self.layer_norm_eps, _is_number, "a number in (0, 1)", lambda value: 0 < value < 1)
+        if struct.unpack("f", struct.pack("f", self.layer_norm_eps))[0] == 0:  # layer norm adds it in float32
+            raise ConfigError(f"config: layer_norm_eps {self.layer_norm_eps!r} is 0 in float32 (the least it holds "
+                              "is 1.4e-45), so it guards nothing; BERT uses 1e-12")
         _check("initializer_range", self.initializer_range, _is_number, "a number >= 0", lambda value: value >= 0)
         if self.pad_token_id is not None:
             _check("pad_token_id", self.pad_token_id, _is_integer, f"a token id in [0, vocab_size {self.vocab_size})",

@@ -898,6 +898,7 @@ CONFIG_VALUES = [
     ("layer_norm_eps", "Infinity", "layer_norm_eps must be a number in (0, 1), got inf (not finite)"),
     ("layer_norm_eps", "NaN", "layer_norm_eps must be a number in (0, 1), got nan (not finite)"),
     ("layer_norm_eps", "1e30", "layer_norm_eps must be a number in (0, 1), got 1e+30"),
+    ("layer_norm_eps", "1e-300", "layer_norm_eps 1e-300 is 0 in float32"),
     ("layer_norm_eps", '"1e-12"', "layer_norm_eps must be a number in (0, 1), got '1e-12' (text)"),
     ("hidden_dropout_prob", "NaN", "hidden_dropout_prob must be a number in [0, 1), got nan"),
     ("attention_probs_dropout_prob", '"0.1"', "attention_probs_dropout_prob must be a number in [0, 1), got '0.1'"),
