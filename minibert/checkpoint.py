@@ -262,10 +262,11 @@ def check_encoder_complete(config: BertConfig, report: LoadReport, checkpoint_na
 
 
 def summarise(names: list[str], shown: int = 4) -> str:
-    """Tensor names for a message: a layer's names collapse to `encoder.layer.N.*`, and a long list is cut."""
+    """Tensor names for a message: a layer's names collapse to `encoder.layer.N.*` (the embeddings' to
+    `embeddings.*`), and a long list is cut."""
     grouped: list[str] = []
     for name in names:
-        m = re.match(r"(.*encoder\.layer\.\d+\.)", name)
+        m = re.match(r"(.*?(?:encoder\.layer\.\d+\.|embeddings\.))", name)
         label = m.group(1) + "*" if m and sum(n.startswith(m.group(1)) for n in names) > 1 else name
         if label not in grouped:
             grouped.append(label)

@@ -797,8 +797,8 @@ def _(w, tmp, patch):
 
     real = minibert.checkpoint.atomic_write_bytes
 
-    def full(path, data):  # only final/: the checkpoints (model.safetensors too) are written before it
-        if "final" not in Path(path).parts:
+    def full(path, data):  # only final/ (filled as .final.tmp-..., then renamed): the checkpoints come before it
+        if not any(part == "final" or part.startswith(".final.tmp-") for part in Path(path).parts):
             return real(path, data)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     patch.setattr(minibert.checkpoint, "atomic_write_bytes", full)
