@@ -1,0 +1,71 @@
+"""A mean-pooling sequence head, read by transformers.
+
+minibert's BertForSequenceClassification can read the mean of the last layer's real tokens instead of [CLS]
+(`classifier_pooling: "mean"` in config.json). transformers' BertForSequenceClassification has no such option: it
+always feeds the classifier `tanh(pooler.dense(h[CLS]))`. Loaded into it (transformers 5.25 checked), a
+mean-pooling folder (which has no pooler weights) gets a pooler newly drawn at random, with a warning (5.x: a
+LOAD REPORT listing `bert.pooler.dense.weight` and `.bias` as MISSING, "newly initialized ... Consider training";
+4.x: "Some weights ... were not initialized ... and are newly initialized"), and its predictions are those of that
+random pooler on [CLS], nearly the same for every input: not the fine-tuned model's. `classifier_pooling` in
+config.json becomes a config attribute that BertForSequenceClassification never reads.
+
+So the folder says it where a user looks first, in its README.md (written beside the weights by `finetune`), with
+the few lines of plain transformers that do reproduce minibert's logits (TRANSFORMERS_RECIPE, executed by the
+tests against minibert's own logits): the encoder through `AutoModel`, the masked mean, and the saved classifier's
+weight and bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from minibert.plumbing.atomic_files import atomic_write_text
+
+CARD_FILE = "README.md"
+
+# Runs as written with `folder` (this folder) and `texts` (a list of strings) defined; `max_length` is filled in.
+TRANSFORMERS_RECIPE = '''\
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(folder)
+encoder = AutoModel.from_pretrained(folder, add_pooling_layer=False)  # the encoder alone (no pooler: none was trained)
+classifier = load_file(f"{folder}/model.safetensors")  # the head's weights, saved under transformers' names
+batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+with torch.no_grad():
+    hidden = encoder(**batch).last_hidden_state  # (B, T, D)
+mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1): 1 on real tokens, 0 on padding
+pooled = (hidden * mask).sum(1) / mask.sum(1)  # (B, D): the mean of the real tokens
+logits = pooled @ classifier["classifier.weight"].T + classifier["classifier.bias"]  # (B, C)
+'''
+
+
+def transformers_recipe(max_length: int) -> str:
+    return TRANSFORMERS_RECIPE.replace("{max_length}", str(max_length))
+
+
+def write_card(folder: Path, max_length: int) -> None:
+    """README.md of a mean-pooling folder: what minibert and transformers each do with it, and the recipe."""
+    text = f"""# A sequence classifier on mean pooling (fine-tuned by minibert)
+
+The classifier reads the **mean of the last layer's real tokens** (`"classifier_pooling": "mean"` in
+config.json), not BERT's pooled `[CLS]`. There are no pooler weights in this folder.
+
+- **minibert** reads it as trained: `minibert predict {folder.name}` or
+  `minibert.model.BertForSequenceClassification.from_pretrained(folder)`.
+- **transformers' `BertForSequenceClassification` does not**: it has no mean-pooling option, draws a random
+  pooler (its load report lists `bert.pooler.dense.*` as MISSING, newly initialized) and puts it on `[CLS]`, so
+  its predictions are not this model's.
+
+These lines of plain transformers give minibert's logits (a test holds them to 1e-5). `AutoModel` loads the
+encoder and reports `classifier.weight` and `classifier.bias` as UNEXPECTED: expected, the lines read them
+themselves.
+
+```python
+folder, texts = "path/to/this/folder", ["a first text", "a second one"]
+{transformers_recipe(max_length)}```
+
+Class names are `id2label` in config.json (and `labels` in label_map.json).
+"""
+    atomic_write_text(folder / CARD_FILE, text)
