@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "early_stopping_patience": "default: never"})
 
 
-def add_pooling_argument(p: argparse.ArgumentParser) -> None:
+def add_pooling_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     from minibert.config import POOLINGS
     p.add_argument("--pooling", choices=POOLINGS,
                    help="what a new classification or regression head reads: cls, BERT's pooler on [CLS]; mean, the "
