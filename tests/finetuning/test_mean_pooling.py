@@ -123,9 +123,15 @@ def test_the_readmes_transformers_recipe_gives_miniberts_logits(mean_folder):
 def test_transformers_sequence_classifier_cannot_read_a_mean_head(mean_folder, caplog):
     """What the README says transformers' own class does: a random pooler on [CLS], with its warning."""
     transformers = pytest.importorskip("transformers")
+    verbosity = transformers.utils.logging.get_verbosity()  # `minibert parity` (an earlier test) sets it to errors
+    transformers.utils.logging.set_verbosity_warning()
     transformers.utils.logging.enable_propagation()
-    with caplog.at_level(logging.WARNING):
-        theirs = transformers.AutoModelForSequenceClassification.from_pretrained(mean_folder).eval()
+    try:
+        with caplog.at_level(logging.WARNING):
+            theirs = transformers.AutoModelForSequenceClassification.from_pretrained(mean_folder).eval()
+    finally:
+        transformers.utils.logging.disable_propagation()
+        transformers.utils.logging.set_verbosity(verbosity)
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "newly initialized" in warned and "bert.pooler.dense" in warned, \
         f"transformers should warn that the pooler is new: {warned!r}"
