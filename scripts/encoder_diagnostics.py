@@ -40,7 +40,7 @@ def linear_probe(checkpoint: Path, train: list, test: list, pooling: str, max_le
     label_ids = build_label_map(example.label for example in train)
 
     def features(part: list) -> tuple[torch.Tensor, torch.Tensor]:
-        x = embed(model, tokenizer, [e.text for e in part], pooling=pooling, max_length=max_length)
+        x = embed(model, [e.text for e in part], tokenizer=tokenizer, pooling=pooling, max_length=max_length)
         return x, torch.tensor([label_ids[e.label] for e in part])
 
     (x, y), (x_test, y_test) = features(train), features(test)

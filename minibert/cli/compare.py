@@ -7,7 +7,7 @@ layer over minibert.comparison.compare."""
 import argparse
 
 from minibert.cli.arg_types import fraction, non_negative_int, positive_float, positive_int
-from minibert.cli.finetune import add_length_arguments, add_pooling_argument, add_table_arguments, data_spec
+from minibert.cli.finetune import add_length_arguments, add_model_setup_arguments, add_table_arguments, data_spec
 from minibert.cli.training_flags import add_training_arguments, given_training_arguments
 from minibert.finetuning.kinds import TASK_KINDS
 
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     arms.add_argument("--baseline", choices=["tfidf", "none"], default="tfidf",
                       help="tfidf: TF-IDF + logistic regression on the same splits (classification; needs "
                            "scikit-learn)")
-    add_pooling_argument(arms)
+    add_model_setup_arguments(arms)
     arms.add_argument("--jobs", type=positive_int, default=1,
                       help="fine-tunings at once, one thread each (2 on 2 cores: about twice as fast for small "
                            "models)")
@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
                          test_data=args.test, test_fraction=args.test_fraction, split_seed=args.split_seed,
                          labelled=args.labelled, validation_fraction=args.validation_fraction, data=data_spec(args),
                          seeds=args.seeds, learning_rates=args.learning_rates, baseline=args.baseline,
-                         pooling=args.pooling, jobs=args.jobs, max_length=args.max_length,
-                         doc_stride=args.doc_stride, rerun_changed=args.rerun_changed,
+                         pooling=args.pooling, reinit_layers=args.reinit_layers, jobs=args.jobs,
+                         max_length=args.max_length, doc_stride=args.doc_stride, rerun_changed=args.rerun_changed,
                          echo=lambda line: print(line, flush=True), **training)
     print()
     print(table(comparison))

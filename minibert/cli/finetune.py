@@ -15,8 +15,10 @@ FIELDS = {"train": "train_data", "validation": "validation_data"}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder, hub id, or a model pretrained by minibert")
     p.add_argument("--task", required=True, choices=list(TASK_KINDS))
-    p.add_argument("--output-dir", "-o", required=True, help="checkpoints, metrics.jsonl, curves.png, final/, best/")
-    add_pooling_argument(p)
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-dir", "-o", help="checkpoints, metrics.jsonl, curves.png, final/, best/")
+    output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
+    add_model_setup_arguments(p)
     data = p.add_argument_group("data")
     data.add_argument("--train", required=True,
                       help="CSV/TSV/JSONL table, GLUE TSV (with --glue), CoNLL file (ner), SQuAD JSON (qa), or "
@@ -42,13 +44,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                      "early_stopping_patience": "default: never"})
 
 
-def add_pooling_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+def add_model_setup_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """What is done to the checkpoint before training (shared with `minibert compare`)."""
     from minibert.config import POOLINGS
     p.add_argument("--pooling", choices=POOLINGS,
                    help="what a new classification or regression head reads: cls, BERT's pooler on [CLS]; mean, the "
                         "mean of the last layer's real tokens, no pooler (transformers' BertForSequenceClassification "
                         "cannot read it: the saved folder's README.md shows the lines that can) (default: the "
                         "checkpoint's, else cls)")
+    p.add_argument("--reinit-layers", type=non_negative_int, default=0, metavar="N",
+                   help="re-initialise the top N encoder layers with BERT's init before training (Zhang et al. "
+                        "2021)")
 
 
 def add_table_arguments(data: argparse._ArgumentGroup) -> None:
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                       validation_fraction=args.validation_fraction, split_seed=args.split_seed, data=data,
                       max_length=args.max_length, doc_stride=args.doc_stride, tokenizer=args.tokenizer,
                       qa_decoding=QADecoding(args.n_best, args.max_answer_length, args.null_score_threshold),
-                      pooling=args.pooling, **training)
+                      pooling=args.pooling, reinit_layers=args.reinit_layers, **training)
     run_result = result.training
     print(f"fine-tuned for {result.task} on {result.num_train} examples in {run_result.steps} steps "
           f"({run_result.wall_time_s:.0f} s)")

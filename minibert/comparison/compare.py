@@ -50,13 +50,13 @@ def compare(pretrained: str | os.PathLike, task: str, train_data: str | os.PathL
             test_fraction: float = 0.1, split_seed: int = 0, labelled: int | None = None,
             validation_fraction: float = 0.1, data: DataSpec = DataSpec(), seeds: Sequence[int] = DEFAULT_SEEDS,
             learning_rates: Sequence[float] = DEFAULT_LEARNING_RATES, baseline: str = "tfidf",
-            pooling: str | None = None, jobs: int = 1, max_length: int = 128, doc_stride: int | None = None,
-            rerun_changed: bool = False, echo: Callable[[str], None] | None = None,
+            pooling: str | None = None, reinit_layers: int = 0, jobs: int = 1, max_length: int = 128,
+            doc_stride: int | None = None, rerun_changed: bool = False, echo: Callable[[str], None] | None = None,
             **training: Any) -> Comparison:
     """Compare `pretrained` with random init (and `references`: paths or NAME=PATH) on `task` (see the module
-    docstring and splits.py for the data; `training` holds TrainingArguments fields every run shares). Finished
-    runs in `output_dir` with the same settings are reused; runs with other settings are refused unless
-    `rerun_changed`. `echo` receives a line as each run finishes (e.g. print)."""
+    docstring and splits.py for the data; `pooling`, `reinit_layers` and `training`, TrainingArguments fields, are
+    finetune's and apply to every run). Finished runs in `output_dir` with the same settings are reused; runs with
+    other settings are refused unless `rerun_changed`. `echo` receives a line as each run finishes (e.g. print)."""
     kind = task_kind(task)
     check_choices(kind, data, seeds, learning_rates, baseline, pooling, jobs)
     with_baseline = baseline == "tfidf" and check_available(kind)
@@ -70,7 +70,8 @@ def compare(pretrained: str | os.PathLike, task: str, train_data: str | os.PathL
                              split_seed=split_seed, labelled=labelled, validation_fraction=validation_fraction)
         files = write_splits(kind, splits, output_dir / "splits")
         shared = SharedSettings(kind.name, {name: str(path) for name, path in files.items()},
-                                written_data_spec(kind, splits), max_length, doc_stride, pooling, training)
+                                written_data_spec(kind, splits), max_length, doc_stride, pooling, reinit_layers,
+                                training)
         specs = run_specs(pretrained, arm_list, fingerprints, output_dir, seeds, learning_rates, shared,
                           files_fingerprint(files))
         todo, reused = plan(specs, rerun_changed)
@@ -213,7 +214,8 @@ def settings_record(pretrained, references, task, train_data, test_data, test_fr
                      "label_column": data.label_column, "format": data.format,
                      "where": dict(data.where) if data.where else None, "encoding": data.encoding},
             "seeds": list(seeds), "learning_rates": list(learning_rates), "baseline": baseline,
-            "pooling": shared.pooling, "max_length": shared.max_length, "doc_stride": shared.doc_stride,
+            "pooling": shared.pooling, "reinit_layers": shared.reinit_layers, "max_length": shared.max_length,
+            "doc_stride": shared.doc_stride,
             "training": shared.training, "jobs": jobs, "split_files": shared.files}
 
 

@@ -43,6 +43,7 @@ class SharedSettings:
     max_length: int
     doc_stride: int | None
     pooling: str | None
+    reinit_layers: int
     training: dict[str, Any]  # TrainingArguments fields (learning rate and seed excluded: each run has its own)
 
 
@@ -65,7 +66,7 @@ def run_key(arm_fingerprint: str, splits_fingerprint: str, seed: int, learning_r
     """Everything a run's result depends on, as JSON would give it back."""
     key = {"checkpoint_sha256": arm_fingerprint, "splits_sha256": splits_fingerprint, "task": shared.task,
            "seed": seed, "learning_rate": learning_rate, "max_length": shared.max_length,
-           "doc_stride": shared.doc_stride, "pooling": shared.pooling,
+           "doc_stride": shared.doc_stride, "pooling": shared.pooling, "reinit_layers": shared.reinit_layers,
            "training": {name: value for name, value in shared.training.items() if name not in NOT_IN_KEY}}
     return json.loads(json.dumps(key, sort_keys=True))
 
@@ -125,7 +126,8 @@ def run_one(spec: RunSpec, shared: SharedSettings) -> dict[str, Any]:
     try:
         result = finetune(spec.checkpoint, shared.task, shared.files["train"], folder,
                           validation_data=shared.files["validation"], data=shared.data, max_length=shared.max_length,
-                          doc_stride=shared.doc_stride, pooling=shared.pooling, seed=spec.seed,
+                          doc_stride=shared.doc_stride, pooling=shared.pooling,
+                          reinit_layers=shared.reinit_layers, seed=spec.seed,
                           learning_rate=spec.learning_rate, **shared.training)
     except DivergedError as error:
         record.update(validation=None, test=None, diverged=str(error))
@@ -134,7 +136,8 @@ def run_one(spec: RunSpec, shared: SharedSettings) -> dict[str, Any]:
                         batch_size=shared.training.get("per_device_batch_size", 32), doc_stride=shared.doc_stride,
                         precision=shared.training.get("precision", "fp32"), device=shared.training.get("device"))
         record.update(validation=result.metrics, test=test, steps=result.training.steps,
-                      train_loss=result.training.train_loss, model_dir=str(result.model_dir))
+                      train_loss=result.training.train_loss, precision=result.training.precision,
+                      model_dir=str(result.model_dir))
     shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     record.update(seconds=round(time.perf_counter() - started, 1), threads=torch.get_num_threads(), key=spec.key)
     atomic_write_text(folder / RESULT_FILE, json.dumps(record, indent=1) + "\n")

@@ -9,19 +9,13 @@ LOAD REPORT listing `bert.pooler.dense.weight` and `.bias` as MISSING, "newly in
 random pooler on [CLS], nearly the same for every input: not the fine-tuned model's. `classifier_pooling` in
 config.json becomes a config attribute that BertForSequenceClassification never reads.
 
-So the folder says it where a user looks first, in its README.md (written beside the weights by `finetune`), with
-the few lines of plain transformers that do reproduce minibert's logits (TRANSFORMERS_RECIPE, executed by the
-tests against minibert's own logits): the encoder through `AutoModel`, the masked mean, and the saved classifier's
+So the folder says it where a user looks first, in its model card (README.md, training/model_card.py), with the
+few lines of plain transformers that do reproduce minibert's logits (TRANSFORMERS_RECIPE, executed by the tests
+against minibert's own logits): the encoder through `AutoModel`, the masked mean, and the saved classifier's
 weight and bias.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-from minibert.plumbing.atomic_files import atomic_write_text
-
-CARD_FILE = "README.md"
 
 # Runs as written with `folder` (this folder) and `texts` (a list of strings) defined; `max_length` is filled in.
 TRANSFORMERS_RECIPE = '''\
@@ -45,27 +39,17 @@ def transformers_recipe(max_length: int) -> str:
     return TRANSFORMERS_RECIPE.replace("{max_length}", str(max_length))
 
 
-def write_card(folder: Path, max_length: int) -> None:
-    """README.md of a mean-pooling folder: what minibert and transformers each do with it, and the recipe."""
-    text = f"""# A sequence classifier on mean pooling (fine-tuned by minibert)
-
-The classifier reads the **mean of the last layer's real tokens** (`"classifier_pooling": "mean"` in
-config.json), not BERT's pooled `[CLS]`. There are no pooler weights in this folder.
-
-- **minibert** reads it as trained: `minibert predict {folder.name}` or
-  `minibert.model.BertForSequenceClassification.from_pretrained(folder)`.
-- **transformers' `BertForSequenceClassification` does not**: it has no mean-pooling option, draws a random
-  pooler (its load report lists `bert.pooler.dense.*` as MISSING, newly initialized) and puts it on `[CLS]`, so
-  its predictions are not this model's.
-
-These lines of plain transformers give minibert's logits (a test holds them to 1e-5). `AutoModel` loads the
-encoder and reports `classifier.weight` and `classifier.bias` as UNEXPECTED: expected, the lines read them
-themselves.
-
-```python
-folder, texts = "path/to/this/folder", ["a first text", "a second one"]
-{transformers_recipe(max_length)}```
-
-Class names are `id2label` in config.json (and `labels` in label_map.json).
-"""
-    atomic_write_text(folder / CARD_FILE, text)
+def card_fields(max_length: int) -> dict[str, str]:
+    """What a mean-pooling folder's model card (README.md, training/model_card.py) says beyond the usual: a note on
+    what minibert and transformers each do with the head, and the transformers lines that reproduce it."""
+    note = ("**The classifier reads the mean of the last layer's real tokens** (`\"classifier_pooling\": \"mean\"` in "
+            "config.json), not BERT's pooled `[CLS]`; the folder has no pooler weights. minibert reads it as trained "
+            "(`minibert predict`, `BertForSequenceClassification.from_pretrained`). transformers' "
+            "`BertForSequenceClassification` does not: it has no mean-pooling option, draws a random pooler (its load "
+            "report lists `bert.pooler.dense.*` as MISSING, newly initialized) and puts it on `[CLS]`, so its "
+            "predictions are not this model's. The lines under Use reproduce minibert's logits in transformers (a test "
+            "holds them to 1e-5).")
+    usage = ("# AutoModel reports classifier.weight and classifier.bias as UNEXPECTED: expected, the lines below read "
+             "them themselves.\n" f'folder, texts = "path/to/this/folder", ["a first text", "a second one"]\n'
+             + transformers_recipe(max_length))
+    return {"note": note, "transformers_use": usage}

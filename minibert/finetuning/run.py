@@ -51,7 +51,9 @@ from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAns
 from minibert.training import TrainingArguments, TrainResult, train_state, train
 from minibert.training.processes import choose_device, launched_rank, launched_world_size
 from minibert.training.reporting import MetricsLog
+from minibert.training.model_card import CARD_SETTINGS, ModelCard
 from minibert.training.run_folder import check_output_dir
+from minibert.plumbing.machine import machine_facts
 
 logger = logging.getLogger("minibert")
 
@@ -190,6 +192,20 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
     return model
 
 
+def reinit_top_layers(model: BertPreTrainedModel, count: int, seed: int) -> None:
+    """Re-initialise the top `count` encoder layers with BERT's initialisation, drawn from `seed` (Zhang et al.
+    2021, "Revisiting Few-sample BERT Fine-tuning": the top layers specialise to the pretraining objective, and
+    fresh ones fine-tune better with few labels)."""
+    layers = model.bert.layers
+    if count > len(layers):
+        raise MinibertError(f"{spelled('reinit_layers')} {count}: the model has only {len(layers)} layers")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in layers[len(layers) - count:]:
+            for module in layer.modules():
+                model._init_module(module)
+
+
 def check_pooling_choice(kind: TaskKind, pooling: str | None) -> None:
     if pooling is not None and pooling not in POOLINGS:
         raise MinibertError(f"{spelled('pooling')} must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -208,17 +224,12 @@ def check_same_pooling(checkpoint: str | os.PathLike, pooling: str) -> None:
 
 
 def add_inference_files(folder: Path, tokenizer: BertTokenizer, kind: TaskKind, labels: list[str] | None,
-                        max_length: int, qa_decoding: QADecoding | None = None, pooling: str = "cls") -> None:
+                        max_length: int, qa_decoding: QADecoding | None = None) -> None:
     """The tokenizer and label_map.json beside a saved model (config.json, with id2label/label2id, and
     model.safetensors): a folder that `minibert predict` and transformers' AutoModelFor... both load. A QA
-    folder's label map keeps the decoding its evaluation used, which `predict` then uses by default. A
-    mean-pooling head's folder gets a README.md saying how to reproduce it in transformers (mean_pooling.py)."""
+    folder's label map keeps the decoding its evaluation used, which `predict` then uses by default."""
     tokenizer.save_pretrained(folder)
     write_label_map(folder, kind.name, labels, max_length, qa_decoding)
-    if pooling == "mean":
-        mean_pooling.write_card(folder, max_length)
-    else:  # an earlier run's, in a folder this run replaced
-        (folder / mean_pooling.CARD_FILE).unlink(missing_ok=True)
 
 
 def qa_decoding_for(kind: TaskKind, examples: Sequence, decoding: QADecoding) -> QADecoding | None:
@@ -294,18 +305,24 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
              output_dir: str | os.PathLike, *, validation_data: str | os.PathLike | None = None,
              validation_fraction: float = 0.1, split_seed: int = 0, data: DataSpec = DataSpec(),
              max_length: int = 128, doc_stride: int | None = None, tokenizer: str | os.PathLike | None = None,
-             qa_decoding: QADecoding = QADecoding(), pooling: str | None = None, **training: Any) -> FinetuneResult:
+             qa_decoding: QADecoding = QADecoding(), pooling: str | None = None, reinit_layers: int = 0,
+             **training: Any) -> FinetuneResult:
     """Fine-tune `checkpoint` (a folder, a hub id, or a model pretrained by minibert) for `task`
     ("classification", "regression", "ner" or "qa") on `train_data`, writing to `output_dir`.
 
     Validation: `validation_data` if given, else a `validation_fraction` of the training file held out with
     `split_seed` (0 trains on everything and evaluates nothing). QA windows of `max_length` tokens overlap by
     `doc_stride` tokens (default: features.default_doc_stride); answers are decoded with `qa_decoding`, null
-    answers ("") included only when the data hold unanswerable questions. `training` holds TrainingArguments fields
-    (num_epochs, learning_rate, per_device_batch_size, precision, early_stopping_patience, resume, ...); by
-    default the run evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
+    answers ("") included only when the data hold unanswerable questions. `pooling` sets what a new classification
+    or regression head reads: "cls" (BERT's pooler on [CLS]) or "mean" (the mean of the last layer's real tokens;
+    BertConfig.classifier_pooling); None keeps the checkpoint's. `reinit_layers` re-initialises the top N encoder
+    layers before training (`reinit_top_layers`). `training` holds TrainingArguments fields (num_epochs,
+    learning_rate, per_device_batch_size, precision, early_stopping_patience, resume, ...); by default the run
+    evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
     kind = task_kind(task)
     check_pooling_choice(kind, pooling)
+    if not isinstance(reinit_layers, int) or isinstance(reinit_layers, bool) or reinit_layers < 0:
+        raise MinibertError(f"{spelled('reinit_layers')} must be an integer >= 0, got {reinit_layers!r}")
     glue = glue_task(data.glue_task) if data.glue_task is not None else None
     if glue is not None and glue.kind != kind.name:
         raise MinibertError(f"GLUE task {data.glue_task} is a {glue.kind} task, not {kind.name}")
@@ -324,17 +341,23 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
     single = launched_world_size() == 1
     with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
-        return _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
-                         training, max_length, doc_stride, decoding, pooling)
+        result = _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
+                           training, max_length, doc_stride, decoding, pooling, reinit_layers)
+        if launched_rank() == 0:
+            write_model_cards(result, checkpoint, describe_data(train_data, validation_data, validation_fraction,
+                                                                split_seed, result), args, max_length)
+        return result
 
 
 def _finetune(kind: TaskKind, checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None,
               labels: list[str] | None, train_examples: list, eval_examples: list, main_metric: str | None,
               args: TrainingArguments, training: dict[str, Any], max_length: int,
-              doc_stride: int | None, qa_decoding: QADecoding | None, pooling: str | None) -> FinetuneResult:
+              doc_stride: int | None, qa_decoding: QADecoding | None, pooling: str | None,
+              reinit_layers: int) -> FinetuneResult:
     tokenizer_ = BertTokenizer.from_pretrained(tokenizer or checkpoint)
     torch.manual_seed(args.seed)  # the new head's initial weights
     model = load_model(kind, checkpoint, labels, pooling)
+    reinit_top_layers(model, reinit_layers, args.seed)
     if max_length > model.config.max_position_embeddings:
         raise MinibertError(f"{spelled('max_length')} {max_length} exceeds the model's "
                             f"{model.config.max_position_embeddings} positions")
@@ -406,19 +429,49 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
     evaluation came before the last step. Under torchrun only rank 0 writes."""
     output_dir, is_main = result.output_dir, launched_rank() == 0
     if is_main:
-        add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length, qa_decoding,
-                            model.config.classifier_pooling)
+        add_inference_files(output_dir / "final", tokenizer, kind, labels, max_length, qa_decoding)
     if result.best_step is None or result.best_step == result.steps:
         if is_main and (output_dir / "best").is_dir():  # an earlier run's, which this run replaced
             shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
-        best = train_state.find(output_dir, "best")
-        model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
+        train_state.load_weights(train_state.find(output_dir, "best"), model)
         model.save_pretrained(output_dir / "best")
-        add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding,
-                            model.config.classifier_pooling)
+        add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)
     return output_dir / "best"
+
+
+def describe_data(train_data: Any, validation_data: Any, validation_fraction: float, split_seed: int,
+                  result: FinetuneResult) -> str:
+    """The data a run trained and validated on, in words, for its model card."""
+    def name(data: Any) -> str:
+        return f"`{data}`" if isinstance(data, (str, os.PathLike)) else f"a {type(data).__name__} held in memory"
+    trained = f"Trained on {result.num_train} examples from {name(train_data)}"
+    if validation_data is not None:
+        return f"{trained}; validated on {result.num_validation} examples from {name(validation_data)}."
+    if result.num_validation:
+        return (f"{trained}, less {result.num_validation} held out for validation ({validation_fraction:.0%}, "
+                f"split seed {split_seed}).")
+    return f"{trained}; no validation."
+
+
+def write_model_cards(result: FinetuneResult, checkpoint: str | os.PathLike, data: str,
+                      args: TrainingArguments, max_length: int) -> None:
+    """README.md in final/ and, when it was written, best/: base model, data, metrics, how it was made; for a
+    mean-pooling head, what transformers does with it and the lines that reproduce it there (mean_pooling.py)."""
+    run = result.training
+    settings = {key: value for key, value in args.to_dict().items() if key in CARD_SETTINGS}
+    common = dict(task=result.task, base_model=str(checkpoint), data=data, labels=result.labels, training=settings,
+                  machine=machine_facts(run.precision).describe())
+    if BertConfig.from_json(run.output_dir / "final" / "config.json").classifier_pooling == "mean":
+        common.update(mean_pooling.card_fields(max_length))
+    ModelCard(**common, metrics=run.final_metrics, steps=run.steps,
+              metrics_note=f"Validation ({result.num_validation} examples) after the last step.").write(
+        run.output_dir / "final")
+    if result.model_dir.name == "best":
+        ModelCard(**common, metrics=result.metrics, steps=run.best_step,
+                  metrics_note=f"Validation ({result.num_validation} examples) at step {run.best_step}, the best "
+                               f"{result.main_metric} of the run (the weights of that step).").write(result.model_dir)
 
 
 def _metrics_at(result: TrainResult, main_metric: str | None) -> dict[str, float]:

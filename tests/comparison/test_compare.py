@@ -188,6 +188,8 @@ def test_runs_with_other_settings_are_refused_not_reused(compared, pretrained, r
     with pytest.raises(MinibertError, match=r"holds a run with other settings \(training\.num_epochs 2 -> 3\); "
                                             r"give rerun_changed"):
         compare(pretrained, "classification", reviews, compared.output_dir, **GRID, **changed)
+    with pytest.raises(MinibertError, match=r"other settings \(reinit_layers 0 -> 1\)"):
+        compare(pretrained, "classification", reviews, compared.output_dir, reinit_layers=1, **GRID, **TRAINING)
     spec = RunSpec("pretrained", str(pretrained), 0, 1e-3, compared.runs[0]["model_dir"].rsplit("/final", 1)[0],
                    {**compared.runs[0]["key"], "training": {"changed": True}})
     assert plan([spec], rerun_changed=True) == ([spec], []), "rerun_changed should run it again"

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from minibert.cli.main import main
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, MinibertError
-from minibert.finetuning.mean_pooling import CARD_FILE, transformers_recipe
+from minibert.finetuning.mean_pooling import transformers_recipe
 from minibert.finetuning.predict import Predictor
 from minibert.finetuning.run import finetune
 from minibert.model import BertForSequenceClassification
@@ -106,14 +106,15 @@ def test_finetune_with_mean_pooling_saves_a_mean_head_that_predict_uses(mean_fol
         "predict should build the head the folder was trained with"
     labels = [result["label"] for result in predictor.predict([{"text": "a great film"}, {"text": "awful"}])]
     assert labels == ["pos", "neg"], f"the mean head should predict the signal word: {labels}"
-    assert "AutoModel.from_pretrained" in (mean_folder / CARD_FILE).read_text(), \
-        "the folder's README.md should give the transformers recipe"
+    card = (mean_folder / "README.md").read_text()
+    assert "mean of the last layer's real tokens" in card and "AutoModel.from_pretrained" in card, \
+        "the folder's model card should say it reads the mean, and give the transformers recipe"
 
 
 def test_the_readmes_transformers_recipe_gives_miniberts_logits(mean_folder):
     pytest.importorskip("transformers")
     recipe = transformers_recipe(24)
-    assert recipe in (mean_folder / CARD_FILE).read_text(), "the README should hold the recipe the test runs"
+    assert recipe in (mean_folder / "README.md").read_text(), "the model card should hold the recipe the test runs"
     namespace = {"folder": str(mean_folder), "texts": TEXTS}
     exec(recipe, namespace)  # the README's lines, as a user runs them
     diff = (namespace["logits"] - minibert_logits(mean_folder, TEXTS)).abs().max().item()
