@@ -8,7 +8,7 @@ Layout:
             model.pt        model.state_dict(), minibert's parameter names
             training.pt     optimizer, LR scheduler, grad scaler, and the RNG states of every rank
             trainer.json    progress (step, epoch, step within the epoch, best metric), the data order (seed,
-                            examples per step, dataset size), the TrainingArguments and the model config
+                            examples per step, dataset size), the TrainingArguments, the model's class and config
         step-000030/        kept while it holds the best evaluation
 
 Atomicity: a checkpoint is written into a hidden temporary folder and renamed to step-NNNNNN (renaming a folder is
@@ -137,7 +137,8 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
         torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng}, tmp / "training.pt")
         trainer = {"state": asdict(state), "data_order": data_order, "world_size": processes.world_size,
-                   "args": args.to_dict(), "model_config": model.config.to_dict()}
+                   "args": args.to_dict(), "model_class": type(model).__name__,
+                   "model_config": model.config.to_dict()}
         atomic_write_text(tmp / "trainer.json", json.dumps(trainer, indent=2) + "\n")
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -171,6 +172,13 @@ def find(output_dir: Path, which: str = "last") -> Path | None:
     if not (folder / name).is_dir():
         raise CheckpointError(f"{path}: names {name}, which is missing")
     return folder / name
+
+
+def check_model_class(folder: Path, saved: str | None, current: str) -> None:
+    """The checkpoint must be of the model's class (None: a checkpoint from before the class was recorded)."""
+    if saved is not None and saved != current:
+        raise CheckpointError(f"{folder}: cannot resume, the checkpoint holds a {saved} and this run trains a "
+                              f"{current}")
 
 
 def check_model_config(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -255,6 +263,7 @@ def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     """Restore everything `save` wrote into the model, optimizer, scheduler, scaler and RNGs; return the state and
     the run's saved TrainingArguments (as a dict)."""
     trainer = read_trainer(folder)
+    check_model_class(folder, trainer.get("model_class"), type(model).__name__)
     check_model_config(folder, trainer["model_config"], model.config.to_dict())
     check_data_order(folder, trainer["data_order"], data_order)
     model_state = _torch_load(folder / "model.pt")
