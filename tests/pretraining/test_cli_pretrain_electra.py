@@ -109,3 +109,12 @@ def test_two_processes_under_torchrun(corpus, tokenizer_dir, config, tmp_path):
     assert done.returncode == 0, f"torchrun failed:\n{done.stderr[-3000:]}"
     assert done.stdout.count("3 steps in") == 1, f"rank 0 alone should print the summary:\n{done.stdout}"
     assert (output / "final" / "generator" / "vocab.txt").is_file(), "rank 0 should export both folders"
+
+
+def test_a_recipe_can_name_the_objective(corpus, tokenizer_dir, config, tmp_path, capsys, monkeypatch):
+    from minibert.pretraining import recipes
+    monkeypatch.setitem(recipes.RECIPES, "electra-test", recipes.Recipe("ELECTRA, for this test", objective="electra"))
+    run = tmp_path / "run"
+    assert main(pretrain_argv(corpus, tokenizer_dir, config, run, "--recipe", "electra-test", "--max-steps", "1")) == 0
+    assert "replaced-token detection accuracy" in capsys.readouterr().out, "the recipe's objective should be used"
+    assert (run / "final" / "generator" / "config.json").is_file(), "an ELECTRA run writes final/generator/"
