@@ -13,39 +13,18 @@ import pytest
 
 from minibert.cli.main import main
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=64)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(corpus, tmp_path_factory) -> Path:
-    output = tmp_path_factory.mktemp("tokenizer")
-    assert main(["train-tokenizer", str(corpus), "--vocab-size", "100", "--output", str(output)]) == 0
-    return output
+from .test_cli_pretrain import TINY, error_line, tokenizer_dir, vocab_size, write_config  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
 def config(tokenizer_dir, tmp_path_factory) -> Path:
-    vocab_size = len((tokenizer_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())
-    path = tmp_path_factory.mktemp("config") / "config.json"
-    path.write_text(json.dumps({"vocab_size": vocab_size, **TINY}))
-    return path
+    return write_config(tmp_path_factory.mktemp("config"), vocab_size=vocab_size(tokenizer_dir), **TINY)
 
 
 def pretrain_argv(corpus: Path, tokenizer_dir: Path, config: Path, output_dir: Path, *extra: str) -> list[str]:
     return ["pretrain", "--corpus", str(corpus), "--tokenizer", str(tokenizer_dir), "--config", str(config),
             "--output-dir", str(output_dir), "--max-seq-length", "32", "--dupe-factor", "1", "--eval-fraction", "0.2",
             "--batch-size", "4", "--no-progress", *extra]
-
-
-def error_line(capsys, argv: list[str]) -> str:
-    status = main(argv)
-    stderr = capsys.readouterr().err
-    assert status == 2, f"expected exit status 2, got {status}; stderr:\n{stderr}"
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"minibert {argv[0]}: error: "), \
-        f"expected one 'minibert {argv[0]}: error:' line, got:\n{stderr}"
-    return lines[0]
 
 
 def test_electra_end_to_end(corpus, corpus_sentences, tokenizer_dir, config, tmp_path, capsys):
