@@ -13,8 +13,9 @@ from torch.utils.data import Dataset
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, TrainingError
 from minibert.model import BertForMaskedLM, BertForSequenceClassification, BertModel
-from minibert.pretraining.electra import (Electra, ElectraForPreTraining, ElectraTask, corrupt,
+from minibert.pretraining.electra import (Electra, ElectraForPreTraining, ElectraTask, corrupt, initialise_electra,
                                           replaced_token_detection_loss, sample_tokens)
+from minibert.pretraining.initialisation import INITS, unigram_log_frequencies
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, train
 
@@ -283,3 +284,24 @@ def test_replaced_token_detection_loss_is_the_mean_over_real_tokens():
     real = torch.tensor([[True, True, True, False]])
     expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, :3], torch.tensor([1.0, 0.0, 0.0]))
     assert replaced_token_detection_loss(logits, replaced, real).item() == pytest.approx(expected.item())
+
+
+def test_continuing_from_a_plain_bert_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    bert = BertForMaskedLM(tiny_config(num_hidden_layers=4))
+    bert.save_pretrained(tmp_path)
+    model = ElectraForPreTraining.from_pretrained(tmp_path)
+    assert len(model.generator.bert.layers) == 2, "a new generator, half as deep"
+    for name, tensor in bert.bert.state_dict().items():
+        assert torch.equal(model.discriminator.state_dict()[name], tensor), f"discriminator's {name} not loaded"
+    assert model.generator.bert.embeddings is model.discriminator.embeddings, "the loaded embeddings are shared"
+
+
+def test_a_from_scratch_scheme_starts_both_networks():
+    model = tiny_electra()
+    counts = torch.arange(VOCAB).numpy()
+    initialise_electra(model, INITS["local-attention"], counts)
+    for name, layers in (("generator", model.generator.bert.layers), ("discriminator", model.discriminator.layers)):
+        for layer in layers:
+            assert torch.equal(layer.attention.query.weight, layer.attention.key.weight), f"{name}: keys = queries"
+    assert torch.allclose(model.generator.mlm.bias, unigram_log_frequencies(counts)), "the generator's MLM bias"
