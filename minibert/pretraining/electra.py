@@ -20,7 +20,6 @@ unchanged), read from a batch's `labels` (the original token at masked positions
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ from minibert.plumbing.hub import resolve
 from minibert.pretraining.initialisation import InitScheme, initialise
 from minibert.pretraining.objective import MaskedLMTally
 from minibert.training.task import Batch, evaluation_mode, model_inputs, to_device, unwrap
-
-logger = logging.getLogger("minibert")
 
 RTD_WEIGHT = 50.0  # λ, the discriminator loss's weight (Appendix A; the released code's disc_weight)
 GENERATOR = "generator"  # the generator's folder inside a saved ELECTRA model
@@ -202,7 +199,11 @@ class ElectraForPreTraining(BertPreTrainedModel):
             self.discriminator.save_pretrained(folder)
             head = {hf_name(f"rtd.{name}"): tensor.detach().to("cpu").contiguous()
                     for name, tensor in self.rtd.state_dict().items()}
-            atomic_write_bytes(folder / RTD_HEAD, save(head, metadata={"format": "pt"}))
+            try:
+                atomic_write_bytes(folder / RTD_HEAD, save(head, metadata={"format": "pt"}))
+            except OSError as e:  # as the encoder's own saving reports it
+                raise CheckpointError(f"{folder / RTD_HEAD}: cannot write the model "
+                                      f"({(e.strerror or str(e)).lower()})") from None
             self.generator.save_pretrained(folder / GENERATOR)
 
     def load_pretrained_weights(self, folder: str | os.PathLike) -> None:
