@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, TrainingError
 from minibert.model import BertForMaskedLM, BertForSequenceClassification, BertModel
-from minibert.pretraining.electra import (Electra, ElectraForPreTraining, ElectraTask, corrupt, initialise_electra,
-                                          replaced_token_detection_loss, sample_tokens)
+from minibert.pretraining.electra import (Electra, ElectraForPreTraining, ElectraTask, ReplacedTokenTally, corrupt,
+                                          initialise_electra, replaced_token_detection_loss, sample_tokens)
 from minibert.pretraining.initialisation import INITS, unigram_log_frequencies
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, train
@@ -305,3 +305,16 @@ def test_a_from_scratch_scheme_starts_both_networks():
         for layer in layers:
             assert torch.equal(layer.attention.query.weight, layer.attention.key.weight), f"{name}: keys = queries"
     assert torch.allclose(model.generator.mlm.bias, unigram_log_frequencies(counts)), "the generator's MLM bias"
+
+
+def test_the_auc_is_the_chance_a_replaced_token_scores_above_an_original():
+    generator = torch.Generator().manual_seed(0)
+    replaced = torch.rand(1, 4000, generator=generator) < 0.15
+    logits = torch.randn(1, 4000, generator=generator) - 2 + 1.0 * replaced  # shifted up when replaced: below 0
+    real = torch.ones_like(replaced)
+    tally = ReplacedTokenTally()
+    tally.add(logits, replaced, real)
+    higher = (logits[replaced][:, None] > logits[~replaced][None, :]).float().mean().item()  # every pair
+    metrics = tally.metrics()
+    assert metrics["rtd_auc"] == pytest.approx(higher, abs=2e-3), f"histogram AUC {metrics['rtd_auc']}, exact {higher}"
+    assert metrics["rtd_recall"] < 0.2 < metrics["rtd_auc"] - 0.5, "ranks well, yet few logits above 0"
