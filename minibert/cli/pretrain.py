@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="what pretraining learns (default: the recipe's, else mlm); mlm: masked LM, plus next-sentence "
                         "prediction when the data has pairs; electra: replaced-token detection (Clark et al. 2020) on "
                         "MLM-only data, with a generator half as deep sharing the embeddings")
-    p.add_argument("--output-dir", "-o", required=True, help="run folder: data/, checkpoints/, metrics, final/")
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-dir", "-o", help="run folder: data/, checkpoints/, metrics, final/")
+    output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
 
     p.add_argument("--max-minutes", type=positive_float,
                    help="set --max-steps from a timing so that training and evaluation take about this long "
