@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minibert.activations import ACTIVATIONS
-from minibert.checkpoint import find_weights, hf_name, map_checkpoint, read_weights
+from minibert.checkpoint import find_weights, hf_name, load_exact, map_checkpoint, read_weights, write_model_files
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError, ConfigError, TrainingError
 from minibert.model import IGNORE_INDEX, BertForMaskedLM, BertModel, BertPreTrainedModel, masked_lm_loss
@@ -193,18 +193,37 @@ class ElectraForPreTraining(BertPreTrainedModel):
         """folder/: the discriminator as a plain BERT encoder (config.json, model.safetensors; what fine-tuning and
         transformers' BertModel load), and its head in rtd_head.safetensors (transformers' ELECTRA names);
         folder/generator/: the generator as a BertForMaskedLM (`minibert fill-mask` reads it)."""
-        from safetensors.torch import save
         folder = Path(folder)
         with new_folder(folder):
             self.discriminator.save_pretrained(folder)
-            head = {hf_name(f"rtd.{name}"): tensor.detach().to("cpu").contiguous()
-                    for name, tensor in self.rtd.state_dict().items()}
             try:
-                atomic_write_bytes(folder / RTD_HEAD, save(head, metadata={"format": "pt"}))
+                atomic_write_bytes(folder / RTD_HEAD, self._head_file())
             except OSError as e:  # as the encoder's own saving reports it
                 raise CheckpointError(f"{folder / RTD_HEAD}: cannot write the model "
                                       f"({(e.strerror or str(e)).lower()})") from None
             self.generator.save_pretrained(folder / GENERATOR)
+
+    def _head_file(self) -> bytes:
+        from safetensors.torch import save
+        head = {hf_name(f"rtd.{name}"): tensor.detach().to("cpu").contiguous()
+                for name, tensor in self.rtd.state_dict().items()}
+        return save(head, metadata={"format": "pt"})
+
+    # A training checkpoint (minibert.training.train_state) holds the same files as save_pretrained, so a step
+    # folder loads like final/; train_state calls these two instead of its single-network model.safetensors.
+    def write_checkpoint_files(self, folder: Path) -> None:
+        """save_pretrained's files into an existing folder, each replaced atomically; a failed write raises its
+        OSError (train_state names the checkpoint and removes the partial one)."""
+        write_model_files(self.discriminator, folder)
+        atomic_write_bytes(folder / RTD_HEAD, self._head_file())
+        (folder / GENERATOR).mkdir(exist_ok=True)
+        write_model_files(self.generator, folder / GENERATOR)
+
+    def load_checkpoint_files(self, folder: Path) -> None:
+        """What write_checkpoint_files wrote, exactly: every tensor of each network, nothing left over."""
+        load_exact(self.generator, folder / GENERATOR / "model.safetensors")
+        load_exact(self.discriminator, folder / "model.safetensors")  # the shared embeddings end as its own
+        _load_into(self.rtd, folder / RTD_HEAD, require_all=True, prefix="rtd.")
 
     def load_pretrained_weights(self, folder: str | os.PathLike) -> None:
         """Load what `save_pretrained` wrote into this model; from a plain BERT checkpoint (no generator/, no

@@ -138,7 +138,7 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
     tmp = folder / temp_name(name)
     try:
         os.mkdir(tmp, 0o777)  # inside the try: an interrupt right after it still removes it
-        write_model_files(model, tmp)
+        write_checkpoint_model(model, tmp)
         torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng}, tmp / "training.pt")
         trainer = {"state": asdict(state), "data_order": data_order, "world_size": processes.world_size,
@@ -247,8 +247,20 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot read ({type(e).__name__}: {reason[:200]})") from None
 
 
+def write_checkpoint_model(model: nn.Module, folder: Path) -> None:
+    """The model's files: model.safetensors + config.json, or a model's own layout when it is made of several
+    networks and says so (ELECTRA's `write_checkpoint_files`: its save_pretrained folder)."""
+    if hasattr(model, "write_checkpoint_files"):
+        model.write_checkpoint_files(folder)
+    else:
+        write_model_files(model, folder)
+
+
 def load_weights(folder: Path, model: nn.Module) -> None:
     """A checkpoint's weights into `model` (which must be the checkpoint's model: same tensors and shapes)."""
+    if hasattr(model, "load_checkpoint_files"):  # a model with its own layout (see write_checkpoint_model)
+        model.load_checkpoint_files(folder)
+        return
     if (folder / MODEL_FILE).is_file() or not (folder / LEGACY_MODEL_FILE).is_file():
         load_exact(model, folder / MODEL_FILE)
         return
