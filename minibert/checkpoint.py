@@ -51,6 +51,9 @@ HEAD_KEY_MAP = [
     ("nsp.{p}", "cls.seq_relationship.{p}"),
     ("classifier.{p}", "classifier.{p}"),
     ("qa_outputs.{p}", "qa_outputs.{p}"),
+    # ELECTRA's replaced-token detection head (minibert.pretraining.electra), under transformers' ELECTRA names
+    ("rtd.dense.{p}", "discriminator_predictions.dense.{p}"),
+    ("rtd.prediction.{p}", "discriminator_predictions.dense_prediction.{p}"),
 ]
 ENCODER_PREFIX = "bert."
 LEGACY_NAMES = [(re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"),
@@ -342,12 +345,14 @@ def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike, whole: bo
     folder is the caller's alone (a run's final/): it is written beside and replaces the earlier one whole, so an
     interrupted write never leaves a mix of earlier and new files (plumbing.atomic_files.replace_folder)."""
     folder = Path(folder)
+    # A model made of several networks (ELECTRA's write_checkpoint_files) writes its own save_pretrained layout.
+    write = getattr(model, "write_checkpoint_files", None) or (lambda target: write_model_files(model, target))
     try:
         if whole:
-            replace_folder(folder, lambda target: write_model_files(model, target))
+            replace_folder(folder, write)
         else:
             with new_folder(folder):
-                write_model_files(model, folder)
+                write(folder)
     except OSError as e:
         raise CheckpointError(f"{e.filename or folder}: cannot write the model ({(e.strerror or str(e)).lower()})") \
             from None

@@ -19,6 +19,9 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 POSITIVE_INTEGERS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                      "max_position_embeddings", "type_vocab_size", "num_labels")
 PROBABILITIES = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+# What a sequence classification/regression head reads (transformers' name for ModernBERT's option): "cls", BERT's
+# tanh pooler on [CLS] (BERT 2018, section 4); "mean", the mean of the last layer's real tokens, with no pooler.
+POOLINGS = ("cls", "mean")
 
 
 @dataclass
@@ -43,6 +46,7 @@ class BertConfig:
     num_labels: int = 2
     id2label: dict[int, str] | None = None
     problem_type: str | None = None  # "regression", "single_label_classification" or "multi_label_classification"
+    classifier_pooling: str = "cls"  # POOLINGS; transformers' BertForSequenceClassification has only "cls"
     # minibert's own execution choices, written to config.json under one "minibert" key that transformers ignores.
     attn_implementation: str = "sdpa"  # "eager": the readable reference path; "sdpa": the fused kernel
     unpad: bool = True  # run dense layers on real tokens only when a batch has padding
@@ -84,6 +88,9 @@ class BertConfig:
             _check("problem_type", self.problem_type, lambda value: isinstance(value, str),
                    f"one of {', '.join(PROBLEM_TYPES)} or null", lambda value: value in PROBLEM_TYPES)
         _check("unpad", self.unpad, lambda value: isinstance(value, bool), "true or false")
+        if not isinstance(self.classifier_pooling, str) or self.classifier_pooling not in POOLINGS:
+            raise ConfigError(f"config: classifier_pooling must be one of {', '.join(POOLINGS)}, got "
+                              f"{shown(self.classifier_pooling)}")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ConfigError(
                 f"config: hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
