@@ -363,11 +363,8 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
     _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
     electra = electra_settings(objective)
-    check_output_dir(args)  # before preparing data: a run that cannot start must not cost a preparation
-    check_spares_inputs(args, [*corpus, *eval_corpus, data_dir, tokenizer, model, init_from],
-                        writes=(*RUN_OUTPUTS, "curves.png", *(("data",) if corpus else ())))
-    if args.resume:
-        check_resumed_objective(Path(args.output_dir), "mlm" if electra is None else "electra")
+    # Before preparing data: a run that cannot start must not cost a preparation.
+    _check_run_folder(args, [*corpus, *eval_corpus, data_dir, tokenizer, model, init_from], bool(corpus), electra)
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
     if corpus:
@@ -448,6 +445,15 @@ def _prepare_and_train(args: TrainingArguments, processes: Processes, data, toke
 
     on_main(processes, save_tokenizer)
     return result
+
+
+def _check_run_folder(args: TrainingArguments, inputs: list, prepares: bool, electra: Electra | None) -> None:
+    """The output folder can be used (check_output_dir), overwriting it spares every input, and a resumed run
+    trains its checkpoint's objective."""
+    check_output_dir(args)
+    check_spares_inputs(args, inputs, writes=(*RUN_OUTPUTS, "curves.png", *(("data",) if prepares else ())))
+    if args.resume:
+        check_resumed_objective(Path(args.output_dir), "mlm" if electra is None else "electra")
 
 
 def check_resumed_objective(output_dir: Path, objective: str) -> None:
