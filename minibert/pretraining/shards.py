@@ -188,6 +188,10 @@ class PretrainingDataset(Dataset):
     (pickling a memmap would copy it). Call `set_epoch` each epoch so dynamic masking draws new masks.
     """
 
+    # Dynamic masking draws from a generator seeded by (seed, epoch, index), never from the global ones, so the
+    # training loop need not seed those for each example (minibert.training.batches.SeededExamples).
+    seeds_its_examples = True
+
     def __init__(self, folder: str | os.PathLike, epoch: int = 0, tokenizer: BertTokenizer | None = None):
         self.folder = Path(folder)
         self.meta = read_meta(self.folder)
