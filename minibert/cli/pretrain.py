@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="continue pretraining a checkpoint, folder or hub id (default: none, from scratch)")
     p.add_argument("--init", choices=sorted(INITS), help="how a model from scratch starts (default: the recipe's; bert: "
                    "BERT's initialisation; local-attention: attention starts local, see minibert.pretraining.initialisation)")
-    p.add_argument("--output-dir", "-o", required=True, help="run folder: data/, checkpoints/, metrics, final/")
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-dir", "-o", help="run folder: data/, checkpoints/, metrics, final/")
+    output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
 
     p.add_argument("--max-minutes", type=positive_float,
                    help="set --max-steps from a timing so that training and evaluation take about this long "
