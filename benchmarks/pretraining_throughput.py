@@ -568,8 +568,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if args.summarise:  # the report again from a run's STEM.samples.json
-        return report(json.loads(args.summarise.read_text(encoding="utf-8")), Path(args.output))
+    if args.summarise:  # the report again from a run's STEM.samples.json (the probe's choices from its STEM.json)
+        measured = json.loads(args.summarise.read_text(encoding="utf-8"))
+        stem_json = args.summarise.with_name(args.summarise.name.replace(".samples.json", ".json"))
+        if stem_json != args.summarise and stem_json.is_file():
+            measured.setdefault("auto_precision", json.loads(stem_json.read_text(encoding="utf-8"))["auto_precision"])
+        return report(measured, Path(args.output))
     # Every compiled variant is its own model; the graphs they share must not run into dynamo's per-function limit
     # of recompilations (it would fall back to eager training without saying so in the figures).
     torch._dynamo.config.recompile_limit = 64
