@@ -384,7 +384,8 @@ def _prepare_and_train(args: TrainingArguments, processes: Processes, data, toke
     bert = build_model(config, options.nsp, init_from, args.seed)
     if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
         scheme = init_scheme(init)
-        initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None)
+        initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None,
+                   train_dataset.cooccurrence_counts() if scheme.distributional_embeddings else None)
     task = PretrainingTask(tokenizer.mask_id)
     if max_minutes is not None:
         # The budget's timing needs the precision the run will use: resolve "auto" once, here.
