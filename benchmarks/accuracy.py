@@ -49,8 +49,8 @@ def embedding_budget(plan) -> dict:
     result = {"section": "accuracy", "name": "int8 embeddings, MiniLM real weights", "budget": COSINE_BUDGET,
               "texts": {k: len(v) for k, v in texts.items()}, "cosine": {}}
     for source, items in texts.items():
-        reference = embed(model, tokenizer, items, max_length=256)
-        for name, vectors in (("minibert[int8]", embed(int8, tokenizer, items, max_length=256)),
+        reference = embed(model, items, tokenizer=tokenizer, normalize=False, max_length=256)
+        for name, vectors in (("minibert[int8]", embed(int8, items, tokenizer=tokenizer, normalize=False, max_length=256)),
                               ("ort[int8]", _ort_embed(ort_int8, tokenizer, items))):
             cosine = F.cosine_similarity(vectors, reference)
             result["cosine"][f"{name} {source}"] = {"mean": float(cosine.mean()), "min": float(cosine.min())}

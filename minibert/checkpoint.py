@@ -310,19 +310,38 @@ def load_pretrained(cls, name_or_path: str | os.PathLike, config: BertConfig | N
 # ----------------------------------------------------------------------------------------------------------------
 # Saving
 # ----------------------------------------------------------------------------------------------------------------
-def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
-    """config.json + model.safetensors in Hugging Face naming; each file replaced atomically. A failed write (a
-    full disk) leaves the folder's earlier files as they were, and no folder at all if it was new."""
+def write_model_files(model: torch.nn.Module, folder: Path) -> None:
+    """model.safetensors (Hugging Face names) and config.json into an existing `folder`, each replaced atomically;
+    a failed write raises its OSError, naming the file."""
     from safetensors.torch import save
-    folder = Path(folder)
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in hf_state_dict(model).items()}
     # Serialised in memory, then written by Python: a full disk is then an OSError naming the file (safetensors'
     # own writer reports it as a SafetensorError).
-    data = save(tensors, metadata={"format": "pt"})
+    atomic_write_bytes(folder / "model.safetensors", save(tensors, metadata={"format": "pt"}))
+    model.config.to_json(folder / "config.json", architecture=type(model).__name__)
+
+
+def load_exact(model: torch.nn.Module, path: Path) -> None:
+    """Load a weights file that must hold exactly `model`'s tensors (a training checkpoint of this model): nothing
+    missing, nothing left over, every shape the model's."""
+    mapped, report = map_checkpoint(model, read_weights(path), str(path))
+    if report.newly_initialised or report.unused:
+        found = "; ".join(f"{what}: {summarise(names)}" for what, names in (
+            ("missing", [hf_name(name) for name in report.newly_initialised]), ("not the model's", report.unused))
+            if names)
+        raise CheckpointError(f"{path}: does not hold this model's weights ({found})")
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            tensor.copy_(mapped[name])
+
+
+def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> None:
+    """config.json + model.safetensors in Hugging Face naming; each file replaced atomically. A failed write (a
+    full disk) leaves the folder's earlier files as they were, and no folder at all if it was new."""
+    folder = Path(folder)
     try:
         with new_folder(folder):
-            atomic_write_bytes(folder / "model.safetensors", data)
-            model.config.to_json(folder / "config.json", architecture=type(model).__name__)
+            write_model_files(model, folder)
     except OSError as e:
         raise CheckpointError(f"{e.filename or folder}: cannot write the model ({(e.strerror or str(e)).lower()})") \
             from None

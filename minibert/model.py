@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from minibert.activations import ACTIVATIONS
 from minibert.config import BertConfig
 from minibert.errors import InputError
+from minibert.model_output import ModelOutput
 from minibert.speed.unpadding import TokenLayout
 
 
@@ -188,8 +189,11 @@ class BertPreTrainedModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count, with transformers' options (its Trainer passes exclude_embeddings to count FLOPs)."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, nn.Embedding)}
+        return sum(p.numel() for p in self.parameters() if (p.requires_grad or not only_trainable)
+                   and not (exclude_embeddings and id(p) in embeddings))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -286,10 +290,11 @@ class Pooler(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Outputs. Field names match transformers, so code can switch between the two.
+# Outputs. Field names and order match transformers (minibert's own fields come last), and each output behaves like
+# transformers' ModelOutput (model_output.py): out.logits, out["logits"], out[0], out.to_tuple(), loss first.
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass
-class EncoderOutput:
+class EncoderOutput(ModelOutput):
     last_hidden_state: Tensor  # (B, T, D); zeros at padded positions when unpadded
     pooler_output: Tensor | None  # (B, D); None without a pooler
     hidden_states: tuple[Tensor, ...] | None = None  # embeddings + each layer, (B, T, D) each
@@ -297,28 +302,28 @@ class EncoderOutput:
 
 
 @dataclass
-class PreTrainingOutput:
+class PreTrainingOutput(ModelOutput):
     loss: Tensor | None = None  # MLM + NSP
     prediction_logits: Tensor | None = None  # (B, T, V); None when masked_only
     seq_relationship_logits: Tensor | None = None  # (B, 2)
+    hidden_states: tuple[Tensor, ...] | None = None
+    attentions: tuple[Tensor, ...] | None = None
     masked_logits: Tensor | None = None  # (M, V): logits at the positions where labels != IGNORE_INDEX, row-major
     mlm_loss: Tensor | None = None
     nsp_loss: Tensor | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
 
 
 @dataclass
-class ClassifierOutput:
+class ClassifierOutput(ModelOutput):
     loss: Tensor | None = None
     logits: Tensor | None = None  # (B, C) per sequence, (B, T, C) per token, (B, T, V) for MLM
-    masked_logits: Tensor | None = None  # MLM with masked_only: (M, V)
     hidden_states: tuple[Tensor, ...] | None = None
     attentions: tuple[Tensor, ...] | None = None
+    masked_logits: Tensor | None = None  # MLM with masked_only: (M, V)
 
 
 @dataclass
-class QuestionAnsweringOutput:
+class QuestionAnsweringOutput(ModelOutput):
     loss: Tensor | None = None
     start_logits: Tensor | None = None  # (B, T)
     end_logits: Tensor | None = None  # (B, T)

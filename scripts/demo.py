@@ -78,7 +78,8 @@ def embedding_step(checkpoint: Path) -> None:
         "A cat sleeps on the windowsill.",
     ]
     model = BertModel.from_pretrained(checkpoint)
-    vectors = embed(model, BertTokenizer.from_pretrained(checkpoint), sentences, pooling="mean", normalize=True)
+    vectors = embed(model, sentences, tokenizer=BertTokenizer.from_pretrained(checkpoint), pooling="mean",
+                    normalize=True)
     similarity = vectors @ vectors.T
     for i, s in enumerate(sentences):
         print(f"  [{i}] {s}")

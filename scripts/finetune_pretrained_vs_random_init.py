@@ -63,7 +63,8 @@ def linear_probe(checkpoint: Path, pooling: str) -> float:
     labels = sorted({e.label for e in train})
 
     def features(part):
-        x = embed(model, tokenizer, [e.text for e in part], pooling=pooling, max_length=SETTINGS["max_length"])
+        x = embed(model, [e.text for e in part], tokenizer=tokenizer, pooling=pooling, normalize=False,
+                  max_length=SETTINGS["max_length"])
         return x, torch.tensor([labels.index(e.label) for e in part])
 
     (x, y), (x_test, y_test) = features(train), features(held_out)

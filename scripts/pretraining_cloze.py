@@ -59,7 +59,7 @@ def top_k_hits(model, tokenizer, sentences: list[tuple[str, set[str]]], k: int =
     them)."""
     results = []
     for sentence, accepted in sentences:
-        guesses = fill_mask(model, tokenizer, sentence, top_k=k)[0]
+        guesses = fill_mask(model, sentence, tokenizer=tokenizer, top_k=k)[0]
         results.append((sentence, guesses, any(token in accepted for token, _ in guesses)))
     return results
 

@@ -518,12 +518,13 @@ DAMAGE = {
     "training.pt holding an unsafe pickle": (
         lambda c: torch.save({"optimizer": Unsafe()}, c / "step-000002" / "training.pt"),
         "step-000002/training.pt: cannot read (UnpicklingError"),
-    "model.pt cut short": (
-        lambda c: (c / "step-000002" / "model.pt").write_bytes((c / "step-000002" / "model.pt").read_bytes()[:500]),
-        "step-000002/model.pt: cannot read"),
-    "model.pt of another model": (
-        lambda c: torch.save({"weight": torch.zeros(2)}, c / "step-000002" / "model.pt"),
-        "step-000002/model.pt: does not hold this model's weights (missing: bert.embeddings"),
+    "model.safetensors cut short": (
+        lambda c: (c / "step-000002" / "model.safetensors").write_bytes(
+            (c / "step-000002" / "model.safetensors").read_bytes()[:500]),
+        "step-000002/model.safetensors: not a readable safetensors file"),
+    "model.safetensors of another model": (
+        lambda c: save_file({"weight": torch.zeros(2)}, c / "step-000002" / "model.safetensors"),
+        "step-000002/model.safetensors: the weights do not match config.json"),
 }
 
 
@@ -740,7 +741,7 @@ def _(w, tmp, patch):
     def check():
         last = json.loads((run / "checkpoints" / "index.json").read_text())["last"]
         assert last == "step-000002" and not (run / "final").exists(), "nothing may be saved after step 2"
-        weights = torch.load(run / "checkpoints" / last / "model.pt", weights_only=True)
+        weights = load_file(run / "checkpoints" / last / "model.safetensors")
         assert all(bool(torch.isfinite(t).all()) for t in weights.values()), "the named checkpoint must be good"
     return Row(w.pretrain(run, "--max-steps", "4", "--save-every", "1"),
                ("step 3: the gradient norm is", "stopped before updating the weights",
@@ -776,7 +777,7 @@ def _(w, tmp, patch):
 def _(w, tmp, patch):
     from minibert.training import train_state
     run = tmp / "run"
-    patch.setattr(train_state, "torch_save", no_space(2, train_state.torch_save))  # the 2nd checkpoint's model.pt
+    patch.setattr(train_state, "torch_save", no_space(1, train_state.torch_save))  # the 2nd checkpoint's training.pt
 
     def check():
         assert not temporaries(run), f"the partial checkpoint should be removed at once: {temporaries(run)}"
@@ -794,7 +795,11 @@ def _(w, tmp, patch):
     import minibert.checkpoint
     run = tmp / "run"
 
-    def full(path, data):
+    real = minibert.checkpoint.atomic_write_bytes
+
+    def full(path, data):  # only final/: the checkpoints (model.safetensors too) are written before it
+        if "final" not in Path(path).parts:
+            return real(path, data)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     patch.setattr(minibert.checkpoint, "atomic_write_bytes", full)
 
@@ -906,7 +911,7 @@ def test_help_shows_every_default():
         in_required_group = {id(a) for g in command._mutually_exclusive_groups if g.required for a in g._group_actions}
         for action in command._actions:
             if (not action.option_strings or action.nargs == 0 or action.required or id(action) in in_required_group
-                    or isinstance(action, argparse._HelpAction)):
+                    or isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS):  # not in --help
                 continue
             if "default" not in formatter._get_help_string(action):
                 missing.append(f"{name} {action.option_strings[0]}")
@@ -1039,7 +1044,7 @@ def test_a_full_filesystem(world, tmp_path, monkeypatch, capsys):
         from minibert.training import train_state
         run = tmp_path / "run"
         argv = [str(run) if a == "RUN" else a for a in argv]
-        monkeypatch.setattr(train_state, "torch_save", no_space(2, train_state.torch_save))
+        monkeypatch.setattr(train_state, "torch_save", no_space(1, train_state.torch_save))  # 2nd checkpoint
         status, err = main(argv), capsys.readouterr().err
         listing = sorted(p.name for p in (run / "checkpoints").iterdir())
         index = json.loads((run / "checkpoints" / "index.json").read_text())

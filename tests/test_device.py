@@ -91,8 +91,8 @@ def test_real_weight_embeddings_on_the_device(device, minilm_dir):
     texts = ["A gorgeous, witty, seductive movie.", "the plot is nothing but boilerplate clichés", "bad."]
     tokenizer = BertTokenizer.from_pretrained(minilm_dir)
     model = mb.BertModel.from_pretrained(minilm_dir)
-    expected = embed(model, tokenizer, texts)
-    got = embed(copy.deepcopy(model).to(device), tokenizer, texts)
+    expected = embed(model, texts, tokenizer=tokenizer)
+    got = embed(copy.deepcopy(model).to(device), texts, tokenizer=tokenizer)
     assert (got - expected).abs().max() <= tolerance(device), f"MiniLM embeddings on {device} differ from cpu"
 
 

@@ -69,7 +69,7 @@ def test_embed_returns_input_order_and_the_hand_computed_pooling(encoder_dir, po
     weights = load_file(encoder_dir / "model.safetensors")  # the pooler's dense layer, under the checkpoint's names
     dense_weight, dense_bias = (next(tensor for name, tensor in weights.items()
                                      if name.endswith(f"pooler.dense.{part}")) for part in ("weight", "bias"))
-    vectors = embed(model, tokenizer, inputs, pooling=pooling, batch_size=4)
+    vectors = embed(model, inputs, tokenizer=tokenizer, pooling=pooling, batch_size=4)
     assert vectors.shape == (len(inputs), CONFIG["hidden_size"]), f"one vector per text: {tuple(vectors.shape)}"
     for index, text in enumerate(inputs):
         hidden = alone(model, tokenizer, text).last_hidden_state[0]  # (T, D), no padding
@@ -116,7 +116,8 @@ def test_fill_mask_gives_each_masks_softmax_in_order(mlm_dir, capsys):
     assert main(["fill-mask", str(mlm_dir), text, "--top-k", "4", "--json"]) == 0, "fill-mask failed"
     printed = json.loads(capsys.readouterr().out)
     assert printed == [[{"token": token, "probability": p} for token, p in mask]
-                       for mask in fill_mask(model, tokenizer, text, top_k=4)], "--json should print fill_mask's result"
+                       for mask in fill_mask(model, text, tokenizer=tokenizer, top_k=4)], \
+        "--json should print fill_mask's result"
     assert len(printed) == 3, f"one list of predictions per [MASK]: {printed}"
     for number, (position, predictions) in enumerate(zip(masks, printed), start=1):
         probabilities = logits[position].softmax(-1)
@@ -127,3 +128,27 @@ def test_fill_mask_gives_each_masks_softmax_in_order(mlm_dir, capsys):
         assert [token for token, _ in got] == [token for token, _ in expected] and \
             [p for _, p in got] == pytest.approx([p for _, p in expected], abs=1e-6), \
             f"[MASK] {number} (position {position}): expected the head's top 4 {expected}, got {got}"
+
+
+def test_python_calls_take_a_folder_and_refuse_what_the_command_refuses(encoder_dir, mlm_dir):
+    """From Python as from the command line: a folder name is enough, an untrained head is refused (it would give
+    confident nonsense), and errors name the Python argument, not the command's flag."""
+    from minibert.errors import CheckpointError, InputError
+    text = "the film was [MASK]"
+    model, tokenizer = BertForMaskedLM.from_pretrained(mlm_dir), BertTokenizer.from_pretrained(mlm_dir)
+    assert fill_mask(mlm_dir, text, top_k=3) == fill_mask(model, text, tokenizer=tokenizer, top_k=3), \
+        "fill_mask on a folder should load its model and tokenizer"
+    with pytest.raises(CheckpointError, match="has no masked-LM head"):
+        fill_mask(encoder_dir, text)  # an encoder: BertForMaskedLM would get a random head
+    with pytest.raises(InputError, match=r"^top_k must be between 1"):
+        fill_mask(mlm_dir, text, top_k=0)
+    with pytest.raises(InputError, match=r"^pooling must be one of .*got 'median'"):
+        embed(encoder_dir, ["a text"], pooling="median")
+    with pytest.raises(InputError, match=r"^max_length must be between 2 and the model's 64 positions"):
+        embed(encoder_dir, ["a text"], max_length=65)
+    with pytest.raises(CheckpointError, match=r"embed pooling pooler needs trained weights"):
+        embed(mlm_dir, ["a text"], pooling="pooler")
+    with pytest.raises(InputError, match=r"was not loaded from a folder; pass tokenizer"):
+        embed(BertModel(BertConfig(**CONFIG)), ["a text"])
+    with pytest.raises(InputError, match=r"texts\[1\] is int"):
+        embed(encoder_dir, ["a text", 3])

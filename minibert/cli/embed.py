@@ -5,17 +5,24 @@ import json
 from pathlib import Path
 
 from minibert.cli.arg_types import encoding, positive_int
+from minibert.inference import POOLINGS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder or hub id")
     p.add_argument("--input", "-i", help="text file, one text per line (default: stdin)")
     p.add_argument("--output", "-o", required=True, help="output file: .npy (matrix) or .jsonl (text + vector)")
-    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], default="mean",
-                   help="mean of the real tokens' vectors, the [CLS] vector, or BERT's tanh pooler on it")
-    p.add_argument("--normalize", action="store_true", help="scale each vector to unit length")
+    p.add_argument("--pooling", choices=list(POOLINGS),
+                   help="mean of the real tokens' vectors, the [CLS] vector, max, ..., or BERT's tanh pooler on [CLS] "
+                        "(default: the folder's sentence-transformers pooling, else mean)")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction,
+                   help="scale each vector to unit length (default: as the folder's sentence-transformers modules "
+                        "say, else not)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="texts per forward pass")
-    p.add_argument("--max-length", type=positive_int, default=512, help="tokens per text (longer ones are cut)")
+    p.add_argument("--max-length", type=positive_int,
+                   help="tokens per text, longer ones are cut (default: the folder's sentence-transformers "
+                        "max_seq_length, else the tokenizer's and model's limit)")
+    p.add_argument("--prompt", help="text put before every input (default: the folder's default prompt, if any)")
     p.add_argument("--encoding", type=encoding, default="utf-8", help="text encoding of --input (or stdin)")
     p.add_argument("--int8", action="store_true",
                    help="int8 matrix products with per-token scales (minibert.speed.quantize; CPU): faster, "
@@ -32,7 +39,6 @@ def run(args: argparse.Namespace) -> int:
     from minibert.plumbing.atomic_files import atomic_path, atomic_write_text
     from minibert.model import BertModel
     from minibert.plumbing.text_files import read_stdin, read_text
-    from minibert.tokenizer import BertTokenizer
     output = Path(args.output)
     if output.suffix not in (".npy", ".jsonl"):
         raise InputError(f"--output {output}: use a .npy or .jsonl file name")
@@ -42,10 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if not texts:
         raise InputError(f"{args.input or 'stdin'}: no texts to embed")
     model = prepare_for_inference(BertModel.from_pretrained(args.model), int8=args.int8)
-    if args.pooling == "pooler":  # the encoder itself is always complete (the loader checks)
-        model.load_report.check_trained("embed --pooling pooler", ("pooler.",))
-    vectors = embed(model, BertTokenizer.from_pretrained(args.model), texts, args.pooling, args.normalize,
-                    args.batch_size, args.max_length)
+    vectors = embed(model, texts, pooling=args.pooling, normalize=args.normalize, max_length=args.max_length,
+                    prompt=args.prompt, batch_size=args.batch_size)
     if output.suffix == ".npy":
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:

@@ -14,14 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.errors import CheckpointError
     from minibert.inference import fill_mask
-    from minibert.model import BertForMaskedLM
-    from minibert.tokenizer import BertTokenizer
-    model = BertForMaskedLM.from_pretrained(args.model)
-    if model.load_report.newly_initialised:
-        raise CheckpointError(f"{args.model}: has no masked-LM head (cls.predictions.*); fill-mask needs one")
-    predictions = fill_mask(model, BertTokenizer.from_pretrained(args.model), args.text, args.top_k)
+    predictions = fill_mask(args.model, args.text, top_k=args.top_k)
     if args.json:
         print(json.dumps([[{"token": t, "probability": p} for t, p in mask] for mask in predictions]))
         return 0

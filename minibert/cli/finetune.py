@@ -15,7 +15,9 @@ FIELDS = {"train": "train_data", "validation": "validation_data"}
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="checkpoint folder, hub id, or a model pretrained by minibert")
     p.add_argument("--task", required=True, choices=list(TASK_KINDS))
-    p.add_argument("--output-dir", "-o", required=True, help="checkpoints, metrics.jsonl, curves.png, final/, best/")
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-dir", "-o", help="checkpoints, metrics.jsonl, curves.png, final/, best/")
+    output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
     data = p.add_argument_group("data")
     data.add_argument("--train", required=True,
                       help="CSV/TSV/JSONL table, GLUE TSV (with --glue), CoNLL file (ner), SQuAD JSON (qa), or "

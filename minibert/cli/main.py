@@ -8,8 +8,11 @@ unexpected error (one line too, and `minibert -v ...` prints its traceback); 130
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
+import platform
+import re
 import sys
 import traceback
 from contextlib import contextmanager
@@ -39,10 +42,44 @@ COMMANDS = {
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (with where to find the usage) rather than the usage and then
-    the error."""
+    the error, and a mistyped flag or command gets the closest ones suggested."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {message}{did_you_mean(message, self)} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """Unknown flags are reported against the subcommand's own flags (argparse reports them from the top
+        level, which does not know them)."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            command = getattr(parsed, "parser", self)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
+
+def did_you_mean(message: str, parser: argparse.ArgumentParser) -> str:
+    """" (did you mean --lr?)" for an unknown flag or an invalid choice close to a known one, else ""."""
+    unknown = re.match(r"unrecognized arguments: (\S+)", message)
+    choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    if unknown and unknown.group(1).startswith("-"):
+        typed = unknown.group(1).split("=")[0]
+        known = {option: action.dest for action in parser._actions for option in action.option_strings}
+    elif choice:
+        typed = choice.group(1)
+        known = {name: name for name in re.findall(r"[\w-]+", choice.group(2))}
+    else:
+        return ""
+    # - and _ compare alike; one suggestion per setting (--learning-rate and --learning_rate are one flag).
+    normal: dict[str, str] = {}
+    for option in known:  # of two spellings of one flag, the one that separates words as the user did
+        key = option.replace("_", "-")
+        if key not in normal or ("_" in option) == ("_" in typed):
+            normal[key] = option
+    suggestions: dict[str, str] = {}
+    for match in difflib.get_close_matches(typed.replace("_", "-"), list(normal), n=5, cutoff=0.75):
+        suggestions.setdefault(known[normal[match]], normal[match])
+    shown = list(suggestions.values())[:3]
+    return f" (did you mean {' or '.join(shown)}?)" if shown else ""
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -69,6 +106,7 @@ def build_parser() -> Parser:
                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log loading details, and print the traceback of an unexpected error")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"minibert.cli.{module_name}")
@@ -77,16 +115,28 @@ def build_parser() -> Parser:
         command.add_argument("--threads", type=threads_flag, default=AUTO, metavar="N|auto",
                              help="torch threads (default auto: the cores other processes leave free; -v says "
                                   "how many)")
-        command.set_defaults(run=module.run, spelling=flag_spelling(command, getattr(module, "FIELDS", {})))
+        command.set_defaults(run=module.run, parser=command, fields=getattr(module, "FIELDS", {}))
     return parser
 
 
-def flag_spelling(command: argparse.ArgumentParser, fields: dict[str, str]) -> dict[str, str]:
-    """Library name -> flag as typed, for error messages (minibert.errors.spelled): each option's dest (e.g.
-    max_length -> --max-length) and the library fields the command passes it to (`fields`, dest -> field, e.g.
-    batch_size -> per_device_batch_size)."""
+def version_line() -> str:
+    from minibert import __version__
+    import torch
+    return f"minibert {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
+
+
+def flag_spelling(command: argparse.ArgumentParser, fields: dict[str, str], argv: list[str] = ()) -> dict[str, str]:
+    """Library name -> flag, for error messages (minibert.errors.spelled): each option's dest (e.g. max_length ->
+    --max-length) and the library fields the command passes it to (`fields`, dest -> field, e.g. batch_size ->
+    per_device_batch_size). A flag typed in `argv` under another spelling (an alias such as --learning_rate) is
+    named as typed."""
     flags = {action.dest: max(action.option_strings, key=len) for action in command._actions
-             if action.option_strings and action.dest != "help"}
+             if action.option_strings and action.dest != "help" and action.help != argparse.SUPPRESS}
+    for token in argv:
+        typed = token.split("=")[0]
+        action = command._option_string_actions.get(typed)
+        if action is not None and typed.startswith("--"):
+            flags[action.dest] = typed
     return {**flags, **{field: flags[dest] for dest, field in fields.items() if dest in flags}}
 
 
@@ -122,13 +172,14 @@ def log_to_stderr(verbose: bool) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     from minibert.errors import spelling
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as done:  # --help (0) or a bad flag (2, its line printed)
+    except SystemExit as done:  # --help or --version (0), or a bad flag (2, its line printed)
         return done.code if isinstance(done.code, int) else 0
     prefix = f"minibert {args.command}"
     try:
-        with spelling(args.spelling), log_to_stderr(args.verbose):
+        with spelling(flag_spelling(args.parser, args.fields, argv)), log_to_stderr(args.verbose):
             logging.getLogger("minibert").info(set_threads(args.threads).line())
             return args.run(args)
     except KeyboardInterrupt:

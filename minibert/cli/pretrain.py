@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=sorted(INITS), help="how a model from scratch starts (default: the recipe's; bert: "
                    "BERT's initialisation; local-attention: attention starts local; distributional: local-attention with word "
                    "embeddings from the corpus's co-occurrences; see minibert.pretraining.initialisation)")
-    p.add_argument("--output-dir", "-o", required=True, help="run folder: data/, checkpoints/, metrics, final/")
+    output = p.add_mutually_exclusive_group(required=True)
+    output.add_argument("--output-dir", "-o", help="run folder: data/, checkpoints/, metrics, final/")
+    output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
 
     p.add_argument("--max-minutes", type=positive_float,
                    help="set --max-steps from a timing so that training and evaluation take about this long "

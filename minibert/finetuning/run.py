@@ -50,7 +50,9 @@ from minibert.finetuning.objective import (FineTuningTask, MetricFn, QuestionAns
 from minibert.training import TrainingArguments, TrainResult, train_state, train
 from minibert.training.processes import choose_device, launched_rank, launched_world_size
 from minibert.training.reporting import MetricsLog
+from minibert.training.model_card import CARD_SETTINGS, ModelCard
 from minibert.training.run_folder import check_output_dir
+from minibert.plumbing.machine import machine_facts
 
 logger = logging.getLogger("minibert")
 
@@ -294,8 +296,12 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     # The whole run, final/ and best/ included, holds the folder; under torchrun the loop's lock (rank 0) does.
     single = launched_world_size() == 1
     with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
-        return _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
-                         training, max_length, doc_stride, decoding)
+        result = _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
+                           training, max_length, doc_stride, decoding)
+        if launched_rank() == 0:
+            write_model_cards(result, checkpoint, describe_data(train_data, validation_data, validation_fraction,
+                                                                split_seed, result), args)
+        return result
 
 
 def _finetune(kind: TaskKind, checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None,
@@ -381,11 +387,40 @@ def _save_models(model: BertPreTrainedModel, tokenizer: BertTokenizer, result: T
             shutil.rmtree(output_dir / "best")
         return output_dir / "final"
     if is_main:
-        best = train_state.find(output_dir, "best")
-        model.load_state_dict(torch.load(best / "model.pt", map_location="cpu", weights_only=True))
+        train_state.load_weights(train_state.find(output_dir, "best"), model)
         model.save_pretrained(output_dir / "best")
         add_inference_files(output_dir / "best", tokenizer, kind, labels, max_length, qa_decoding)
     return output_dir / "best"
+
+
+def describe_data(train_data: Any, validation_data: Any, validation_fraction: float, split_seed: int,
+                  result: FinetuneResult) -> str:
+    """The data a run trained and validated on, in words, for its model card."""
+    def name(data: Any) -> str:
+        return f"`{data}`" if isinstance(data, (str, os.PathLike)) else f"a {type(data).__name__} held in memory"
+    trained = f"Trained on {result.num_train} examples from {name(train_data)}"
+    if validation_data is not None:
+        return f"{trained}; validated on {result.num_validation} examples from {name(validation_data)}."
+    if result.num_validation:
+        return (f"{trained}, less {result.num_validation} held out for validation ({validation_fraction:.0%}, "
+                f"split seed {split_seed}).")
+    return f"{trained}; no validation."
+
+
+def write_model_cards(result: FinetuneResult, checkpoint: str | os.PathLike, data: str,
+                      args: TrainingArguments) -> None:
+    """README.md in final/ and, when it was written, best/: base model, data, metrics, how it was made."""
+    run = result.training
+    settings = {key: value for key, value in args.to_dict().items() if key in CARD_SETTINGS}
+    common = dict(task=result.task, base_model=str(checkpoint), data=data, labels=result.labels, training=settings,
+                  machine=machine_facts(run.precision).describe())
+    ModelCard(**common, metrics=run.final_metrics, steps=run.steps,
+              metrics_note=f"Validation ({result.num_validation} examples) after the last step.").write(
+        run.output_dir / "final")
+    if result.model_dir.name == "best":
+        ModelCard(**common, metrics=result.metrics, steps=run.best_step,
+                  metrics_note=f"Validation ({result.num_validation} examples) at step {run.best_step}, the best "
+                               f"{result.main_metric} of the run (the weights of that step).").write(result.model_dir)
 
 
 def _metrics_at(result: TrainResult, main_metric: str | None) -> dict[str, float]:

@@ -59,6 +59,8 @@ from minibert.training.precision import autocast as precision_autocast, resolve_
 from minibert.pretraining.objective import PretrainingTask
 from minibert.pretraining.wordpiece import train_wordpiece
 from minibert.training.run_folder import check_output_dir, hold_output_dir
+from minibert.training.model_card import CARD_SETTINGS, ModelCard
+from minibert.plumbing.machine import machine_facts
 from minibert.training.task import to_device
 
 logger = logging.getLogger("minibert")
@@ -367,11 +369,28 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
         with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
             result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes,
                                         init)
+            if processes.is_main:
+                write_model_card(result, args, corpus, data_dir, init_from)
     except BaseException:
         end_processes(processes, failed=True)
         raise
     end_processes(processes)
     return result
+
+
+def write_model_card(result: TrainResult, args: TrainingArguments, corpus: list, data_dir: PathLike | None,
+                     init_from: PathLike | None) -> None:
+    """final/README.md: where the model came from, its data, its held-out metrics and how it was made."""
+    prepared = open_prepared(data_dir if data_dir is not None else result.output_dir / "data")
+    counts = read_meta(prepared.train)["counts"]
+    source = (", ".join(f"`{path}`" for path in corpus) if corpus else f"the data prepared in `{data_dir}`")
+    data = (f"{source}: {counts['documents']:,} documents, {counts['examples']:,} training examples, "
+            f"{counts['tokens']:,} tokens" + ("; documents held out for evaluation." if prepared.eval else "."))
+    settings = {key: value for key, value in args.to_dict().items() if key in CARD_SETTINGS}
+    ModelCard(task="pretraining", base_model=str(init_from) if init_from is not None else None, data=data,
+              metrics=result.final_metrics, metrics_note="Held-out masked-LM metrics after the last step.",
+              training=settings, steps=result.steps,
+              machine=machine_facts(result.precision).describe()).write(result.output_dir / "final")
 
 
 def _prepare_and_train(args: TrainingArguments, processes: Processes, data, tokenizer: BertTokenizer,

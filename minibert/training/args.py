@@ -26,7 +26,7 @@ class TrainingArguments:
     warmup_steps: int = 0
     warmup_ratio: float = 0.0  # alternative to warmup_steps: a fraction of the total steps
     weight_decay: float = 0.01
-    max_grad_norm: float | None = 1.0  # None: no clipping
+    max_grad_norm: float | None = 1.0  # 0 or None: no clipping (0 as in transformers)
     # "bf16": autocast on CPU or CUDA; "fp16": autocast + loss scaling, CUDA only; "auto": bf16 where a probe of
     # the first step shows it faster here, else fp32 (training/precision.py)
     precision: str = "fp32"
@@ -67,8 +67,8 @@ class TrainingArguments:
                                 f"got {self.precision!r}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise TrainingError(f"{spelled('warmup_ratio')} must be in [0, 1), got {self.warmup_ratio!r}")
-        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
-            raise TrainingError(f"{spelled('max_grad_norm')} must be positive or None, got {self.max_grad_norm!r}")
+        if self.max_grad_norm is not None:
+            _check_number("max_grad_norm", self.max_grad_norm, 0.0)
         if self.early_stopping_patience is not None:
             _check_integer("early_stopping_patience", self.early_stopping_patience)
 

@@ -56,6 +56,7 @@ class TrainResult:
     tokens_per_s: float  # real (unpadded) tokens trained on per second of training steps, all processes
     stopped_early: bool
     output_dir: Path
+    precision: str = "fp32"  # what the steps ran in ("auto" resolved)
 
 
 def train(model: nn.Module, task: Task, train_dataset: Dataset, eval_dataset: Dataset | None,
@@ -193,8 +194,8 @@ class Run:
         self.optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
         self.scheduler = linear_warmup_decay(self.optimizer, args.warmup_for(plan.max_steps), plan.max_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")  # pass-through unless fp16
-        precision = resolve_precision(args, model, task, train_dataset, collate_fn, device, plan.max_steps)  # "auto"
-        self.autocast = precision_autocast(precision, device)
+        self.precision = resolve_precision(args, model, task, train_dataset, collate_fn, device, plan.max_steps)
+        self.autocast = precision_autocast(self.precision, device)
         self.state, self.last_checkpoint = TrainState(), None
         if args.resume:  # check_output_dir made sure there is a checkpoint
             self.resume()
@@ -326,7 +327,7 @@ class Run:
         return TrainResult(final_metrics=self.eval_metrics, train_loss=self.loss_value, best_metric=state.best_metric,
                            best_step=state.best_step, steps=state.step, wall_time_s=time.perf_counter() - started,
                            tokens_per_s=self.tokens_trained / self.training_time if self.training_time else 0.0,
-                           stopped_early=self.stopped_early, output_dir=self.output_dir)
+                           stopped_early=self.stopped_early, output_dir=self.output_dir, precision=self.precision)
 
 
 def non_finite(what: str, step: int, last_checkpoint: Path | None) -> TrainingError:

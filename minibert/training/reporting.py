@@ -11,10 +11,7 @@ from typing import Any
 
 from minibert.plumbing.atomic_files import atomic_write_text, temp_name
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # tqdm is optional (the "progress" extra); plain lines replace the bar
-    tqdm = None
+from tqdm.auto import tqdm  # always there: huggingface_hub, a runtime dependency, requires it
 
 
 class MetricsLog:
@@ -64,14 +61,12 @@ def _short(record: dict[str, Any]) -> str:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps showing loss and throughput; or, with progress_bar=False or without tqdm,
-    a line on stderr every `log_every` steps (with the evaluation's metrics when there was one); nothing on ranks
-    other than 0."""
+    """A tqdm bar over optimizer steps showing loss and throughput; or, with progress_bar=False, a line on stderr
+    every `log_every` steps (with the evaluation's metrics when there was one); nothing on ranks other than 0."""
 
     def __init__(self, enabled: bool, bar: bool, total: int, initial: int, log_every: int):
         self.enabled, self.total, self.log_every = enabled, total, log_every
-        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) \
-            if enabled and bar and tqdm else None
+        self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True) if enabled and bar else None
 
     def update(self, record: dict[str, Any]) -> None:
         if self.bar is not None:

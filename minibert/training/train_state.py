@@ -5,7 +5,8 @@ Layout:
     output_dir/checkpoints/
         index.json          {"last": "step-000040", "best": "step-000030"}: the commit point
         step-000040/
-            model.pt        model.state_dict(), minibert's parameter names
+            model.safetensors, config.json   the model as save_pretrained writes it (Hugging Face names): a folder
+                            that minibert's and transformers' from_pretrained load as it is
             training.pt     optimizer, LR scheduler, grad scaler, and the RNG states of every rank
             trainer.json    progress (step, epoch, step within the epoch, best metric), the data order (seed,
                             examples per step, dataset size), the TrainingArguments and the model config
@@ -17,7 +18,8 @@ names are deleted last. A SIGKILL at any moment leaves index.json naming a compl
 temporary folder it may leave (named after its writer's host and process) is removed by the next save. A write
 that fails (a full disk) removes its temporary folder at once, so the space comes back and `--resume` works.
 Weights holding inf or NaN are never saved. Loading uses torch.load(weights_only=True): tensors and plain values
-only, never arbitrary pickled objects; a damaged index, trainer.json or .pt file is an error naming the file.
+only, never arbitrary pickled objects; a damaged index, trainer.json, weights or .pt file is an error naming the
+file. (Checkpoints of minibert 0.1.0 kept the weights in model.pt, minibert's names; they still resume.)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from minibert.checkpoint import load_exact, write_model_files
 from minibert.errors import CheckpointError, TrainingError, spelled
 from minibert.plumbing.atomic_files import atomic_write_text, remove_stale_temps, temp_name, torch_save
 from minibert.training.processes import Processes, gather_to_all, on_main
@@ -44,6 +47,8 @@ logger = logging.getLogger("minibert")
 
 CHECKPOINTS = "checkpoints"
 INDEX = "index.json"
+MODEL_FILE = "model.safetensors"
+LEGACY_MODEL_FILE = "model.pt"  # minibert 0.1.0's checkpoints: model.state_dict(), minibert's names
 
 
 @dataclass
@@ -133,7 +138,7 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
     tmp = folder / temp_name(name)
     try:
         os.mkdir(tmp, 0o777)  # inside the try: an interrupt right after it still removes it
-        torch_save(model.state_dict(), tmp / "model.pt")
+        write_model_files(model, tmp)
         torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng}, tmp / "training.pt")
         trainer = {"state": asdict(state), "data_order": data_order, "world_size": processes.world_size,
@@ -185,7 +190,7 @@ def check_model_config(folder: Path, saved: dict[str, Any], current: dict[str, A
 
 
 def check_model_tensors(path: Path, saved: Any, expected: dict[str, torch.Tensor]) -> None:
-    """model.pt must hold exactly the model's tensors, with their shapes."""
+    """A 0.1.0 checkpoint's model.pt must hold exactly the model's tensors, with their shapes."""
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(saved).__name__}")
     missing = [name for name in expected if name not in saved]
@@ -234,6 +239,16 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot read ({type(e).__name__}: {reason[:200]})") from None
 
 
+def load_weights(folder: Path, model: nn.Module) -> None:
+    """A checkpoint's weights into `model` (which must be the checkpoint's model: same tensors and shapes)."""
+    if (folder / MODEL_FILE).is_file() or not (folder / LEGACY_MODEL_FILE).is_file():
+        load_exact(model, folder / MODEL_FILE)
+        return
+    model_state = _torch_load(folder / LEGACY_MODEL_FILE)  # a checkpoint of minibert 0.1.0
+    check_model_tensors(folder / LEGACY_MODEL_FILE, model_state, model.state_dict())
+    model.load_state_dict(model_state)
+
+
 def check_data_order(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Resuming must read the data the run started on, in the same order: same examples (by content), seed and
     examples per step. Keys an older checkpoint did not record are not compared."""
@@ -257,13 +272,11 @@ def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     trainer = read_trainer(folder)
     check_model_config(folder, trainer["model_config"], model.config.to_dict())
     check_data_order(folder, trainer["data_order"], data_order)
-    model_state = _torch_load(folder / "model.pt")
     training = _torch_load(folder / "training.pt")
     if not isinstance(training, dict) or not {"optimizer", "scheduler", "scaler", "rng"} <= set(training):
         raise CheckpointError(f"{folder / 'training.pt'}: expected optimizer, scheduler, scaler and rng states")
-    check_model_tensors(folder / "model.pt", model_state, model.state_dict())
+    load_weights(folder, model)
     try:
-        model.load_state_dict(model_state)
         optimizer.load_state_dict(training["optimizer"])
         scheduler.load_state_dict(training["scheduler"])
         scaler.load_state_dict(training["scaler"])

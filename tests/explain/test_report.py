@@ -93,7 +93,7 @@ def test_pretrained_model_shows_mlm_and_nsp(pretrained_dir):
     assert f"next sentence: P(B follows A) = {nsp:.3f}" in text
     assert "no masked-LM head" not in text and "no next-sentence head" not in text
     # Without a pair, fill_mask (minibert.inference) reaches the same predictions through its own code path.
-    [expected] = fill_mask(loaded.model, loaded.tokenizer, QUESTION, top_k=4)
+    [expected] = fill_mask(loaded.model, QUESTION, tokenizer=loaded.tokenizer, top_k=4)
     [(_, single)] = explain(loaded, QUESTION, top_k=4).heads.mlm
     assert [t for t, _ in single] == [t for t, _ in expected], "explain and fill-mask should agree on the tokens"
     assert [p for _, p in single] == pytest.approx([p for _, p in expected], abs=1e-6)

@@ -249,10 +249,33 @@ def test_best_checkpoint_is_saved_when_it_comes_before_the_last_step(checkpoint,
     assert result.metrics["accuracy"] == evaluations[best_step]["eval_accuracy"] == \
         max(r["eval_accuracy"] for r in evaluations.values()), "the reported metrics should be the best step's"
     saved = BertForSequenceClassification.from_pretrained(result.model_dir).state_dict()
-    kept = torch.load(tmp_path / "checkpoints" / f"step-{best_step:06d}" / "model.pt", weights_only=True)
-    assert all(torch.equal(saved[name], kept[name]) for name in kept), "best/ should hold the best step's weights"
+    kept = BertForSequenceClassification.from_pretrained(tmp_path / "checkpoints" / f"step-{best_step:06d}")
+    assert all(torch.equal(saved[name], tensor) for name, tensor in kept.state_dict().items()), \
+        "best/ should hold the best step's weights"
     assert (result.model_dir / "label_map.json").is_file() and (result.model_dir / "vocab.txt").is_file(), \
         "best/ should be complete: tokenizer and label map"
+    check_model_cards(result, checkpoint, data_dir / "sentiment.csv")
+
+
+def check_model_cards(result, checkpoint, train_file):
+    """final/ and best/ carry a README.md model card: base model, data, labels, their own metrics, how they were
+    made, the machine the metrics were measured on."""
+    import minibert
+    from minibert.plumbing.machine import machine_facts
+    final, best = (result.training.output_dir / name / "README.md" for name in ("final", "best"))
+    for card, step, metrics in ((final, result.training.steps, result.training.final_metrics),
+                                (best, result.training.best_step, result.metrics)):
+        text = card.read_text(encoding="utf-8")
+        assert text.startswith("---\nlibrary_name: transformers\npipeline_tag: text-classification\n"), text[:120]
+        assert f"base_model: {checkpoint}" in text and f"fine-tuned from `{checkpoint}`" in text
+        assert f"minibert {minibert.__version__}" in text, "the card should name the minibert version"
+        assert f"from `{train_file}`" in text and f"{result.num_validation} held out for validation" in text
+        assert "Labels, in id order: `neg`, `pos`" in text, "the card should list the labels"
+        for metric, value in metrics.items():
+            assert f"| {metric} | {value:.4f} |" in text, f"{card}: {metric} should be {value:.4f}"
+        assert f"{step} optimizer steps" in text and "learning_rate=" in text
+        assert f"capability {machine_facts().cpu_capability}" in text, "figures must name the machine"
+    assert f"at step {result.training.best_step}, the best accuracy" in best.read_text(encoding="utf-8")
 
 
 def test_early_stopping_stops_the_run(checkpoint, data_dir, tmp_path):

@@ -107,6 +107,18 @@ def test_final_folder_is_a_transformers_checkpoint(run):
     assert nsp_diff <= 1e-5, f"NSP logits differ from transformers' by {nsp_diff:.2e}"
 
 
+def test_final_folder_has_a_model_card(run, corpus):
+    output_dir, result = run
+    text = (output_dir / "final" / "README.md").read_text(encoding="utf-8")
+    assert text.startswith("---\nlibrary_name: transformers\npipeline_tag: fill-mask\n"), text[:100]
+    assert "base_model" not in text and "pretrained from scratch" in text, "a model from scratch has no base model"
+    counts = json.loads((output_dir / "data" / "train" / "meta.json").read_text())["counts"]
+    assert f"{counts['examples']:,} training examples" in text and f"`{corpus}`" in text, "the card names its data"
+    for metric in ("mlm_accuracy", "nsp_accuracy"):
+        assert f"| {metric} | {result.final_metrics[metric]:.4f} |" in text, f"the card should give {metric}"
+    assert f"{STEPS} optimizer steps" in text and "Measured on" in text
+
+
 def test_a_second_call_reuses_the_prepared_data(run, corpus, tokenizer):
     output_dir, _ = run
     meta = output_dir / "data" / "train" / "meta.json"

@@ -38,7 +38,7 @@ def minilm(minilm_dir):
 
 
 def cosines(model, reference, tokenizer, texts: list[str]) -> torch.Tensor:
-    vectors = [embed(m, tokenizer, texts, batch_size=32, max_length=256) for m in (model, reference)]
+    vectors = [embed(m, texts, tokenizer=tokenizer, batch_size=32, max_length=256) for m in (model, reference)]
     return F.cosine_similarity(*vectors)
 
 

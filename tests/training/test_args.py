@@ -8,7 +8,8 @@ from minibert.training import TrainingArguments, TrainingError
     (dict(grad_accumulation_steps=0), "grad_accumulation_steps must be a positive integer"),
     (dict(warmup_steps=10, warmup_ratio=0.1), "not both"),
     (dict(early_stopping_patience=2), "needs keep_best_metric"),
-    (dict(max_grad_norm=0.0), "max_grad_norm must be positive"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm must be a number >= 0"),
+    (dict(max_grad_norm=float("nan")), "max_grad_norm must be a number >= 0"),
 ])
 def test_bad_arguments_fail_with_the_field_named(overrides, message):
     with pytest.raises(TrainingError, match=message):

@@ -7,7 +7,7 @@ from synthetic_training import VOCAB, SyntheticPretraining, stack, tiny_model
 
 from minibert.errors import CheckpointError
 from minibert.plumbing.atomic_files import TEMP_MARK
-from minibert.model import BertForMaskedLM, BertForSequenceClassification
+from minibert.model import BertForMaskedLM, BertForPreTraining, BertForSequenceClassification
 from minibert.finetuning.objective import SequenceClassificationTask
 from minibert.pretraining.objective import PretrainingTask
 from minibert.training import TrainingArguments, TrainingError, train
@@ -88,7 +88,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     assert not (tmp_path / "final").exists(), "a failed run must not write final/"
     assert [r["step"] for r in records(tmp_path)] == [1, 2, 3, 4], "metrics.jsonl should stop at step 4"
     # The run stopped before step 5 touched the weights, so the model in memory is the step-4 model.
-    kept = torch.load(last / "model.pt", weights_only=True)
+    kept = BertForPreTraining.from_pretrained(last).state_dict()  # a checkpoint is a model folder
     for name, tensor in model.state_dict().items():
         assert torch.isfinite(kept[name]).all(), f"{name}: the kept checkpoint holds non-finite values"
         assert torch.equal(tensor, kept[name]), f"{name}: checkpoint and model differ after the NaN step"
@@ -115,7 +115,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
 
     def failing_save(obj, path):
         calls.append(path)
-        if len(calls) == 3:  # the first file of the second checkpoint
+        if len(calls) == 2:  # the second checkpoint's training.pt (its model.safetensors is already written)
             raise OSError(28, "No space left on device", str(path))
         real_save(obj, path)
 
@@ -193,3 +193,27 @@ def test_loop_announces_each_epoch_to_the_dataset(tmp_path):
     train(tiny_model(BertForMaskedLM), PretrainingTask(), data, None,
           arguments(tmp_path, num_epochs=3, per_device_batch_size=4), stack)
     assert data.epochs_seen == [0, 1, 2], f"set_epoch calls {data.epochs_seen}: dynamic masks would repeat"
+
+
+def test_a_checkpoint_is_a_model_folder_minibert_and_transformers_load(tmp_path):
+    """checkpoints/step-N/ holds model.safetensors + config.json as save_pretrained writes them: minibert and
+    transformers load it as a model, with the weights the run had at that step."""
+    import transformers
+    model = tiny_model()
+    train(model, PretrainingTask(), SyntheticPretraining(32), None, arguments(tmp_path, max_steps=4, save_every=2),
+          stack)
+    last = train_state.find(tmp_path)
+    assert sorted(p.name for p in last.iterdir()) == ["config.json", "model.safetensors", "trainer.json",
+                                                      "training.pt"], f"checkpoint files: {list(last.iterdir())}"
+    ours = BertForPreTraining.from_pretrained(last)
+    assert not ours.load_report.newly_initialised and not ours.load_report.unused, ours.load_report.summary()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(ours.state_dict()[name], tensor), f"{name}: the checkpoint's weights are not the run's"
+    theirs = transformers.BertForPreTraining.from_pretrained(last, attn_implementation="eager").eval()
+    batch = stack([SyntheticPretraining(4, seed=5)[i] for i in range(4)])
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        expected, got = ours.eval()(**inputs), theirs(**inputs)
+    real = batch["attention_mask"].bool()
+    d = (expected.prediction_logits[real] - got.prediction_logits[real]).abs().max().item()
+    assert d <= 1e-5, f"transformers' logits from the checkpoint differ from minibert's by {d:.3g}"
