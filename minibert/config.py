@@ -13,6 +13,9 @@ from minibert.activations import ACTIVATIONS
 from minibert.errors import ConfigError
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+# What a sequence classification/regression head reads (transformers' name for ModernBERT's option): "cls", BERT's
+# tanh pooler on [CLS] (BERT 2018, section 4); "mean", the mean of the last layer's real tokens, with no pooler.
+POOLINGS = ("cls", "mean")
 
 
 @dataclass
@@ -37,6 +40,7 @@ class BertConfig:
     num_labels: int = 2
     id2label: dict[int, str] | None = None
     problem_type: str | None = None  # "regression", "single_label_classification" or "multi_label_classification"
+    classifier_pooling: str = "cls"  # POOLINGS; transformers' BertForSequenceClassification has only "cls"
     # minibert's own execution choices, written to config.json under one "minibert" key that transformers ignores.
     attn_implementation: str = "sdpa"  # "eager": the readable reference path; "sdpa": the fused kernel
     unpad: bool = True  # run dense layers on real tokens only when a batch has padding
@@ -78,6 +82,9 @@ class BertConfig:
             raise ConfigError(f"config: layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
         if self.num_labels < 1:
             raise ConfigError(f"config: num_labels must be at least 1, got {self.num_labels!r}")
+        if self.classifier_pooling not in POOLINGS:
+            raise ConfigError(f"config: classifier_pooling must be one of {', '.join(POOLINGS)}, got "
+                              f"{self.classifier_pooling!r}")
 
     # -- derived ----------------------------------------------------------------------------------------------
     @property

@@ -45,6 +45,10 @@ class TrainingError(MinibertError):
     """A run that cannot start (bad arguments, unwritable output folder) or cannot go on (a NaN loss)."""
 
 
+class DivergedError(TrainingError):
+    """A run stopped at a non-finite loss or gradient (too high a learning rate, most often)."""
+
+
 def spelled(name: str) -> str:
     """How the user spelled the setting `name`: its command-line flag inside the CLI, else the name itself."""
     return _spelling.get(name, name)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from minibert.errors import CheckpointError, InputError, spelled
-from minibert.model import BertForMaskedLM, BertForPreTraining, BertModel, BertPreTrainedModel
+from minibert.model import BertForMaskedLM, BertForPreTraining, BertModel, BertPreTrainedModel, mean_pool
 from minibert.sentence_settings import POOLING_MODES, SentenceSettings, read_sentence_settings
 from minibert.tokenizer import BertTokenizer
 
@@ -37,12 +37,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[l
     order = longest_first(lengths)
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average over real tokens: (B, T, D), (B, T) -> (B, D)."""
-    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T) -> (B, T, 1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

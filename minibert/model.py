@@ -533,11 +533,26 @@ def _classifier_dropout(config: BertConfig) -> nn.Dropout:
     return nn.Dropout(p)
 
 
+def mean_pool(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
+    """The mean of the real tokens' vectors, padding left out: (B, T, D), (B, T) -> (B, D) (every token when
+    attention_mask is None). sentence-transformers' sentence vector, and the sequence head's with
+    classifier_pooling "mean"."""
+    if attention_mask is None:
+        return hidden.mean(1)
+    weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T) -> (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, T, D) -> (B, D)
+
+
 class BertForSequenceClassification(BertPreTrainedModel):
+    """config.classifier_pooling picks what the classifier reads: "cls", BERT's pooler on [CLS]; "mean", the mean
+    of the last layer's real tokens, with no pooler (pretraining by masked LM alone trains neither the pooler nor
+    [CLS]; Reimers & Gurevych 2019 pool sentences so). transformers' class has only "cls": finetuning/mean_pooling.py
+    says how to run a mean head there."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
-        self.bert = BertModel(config)
+        self.bert = BertModel(config, with_pooler=config.classifier_pooling == "cls")
         self.dropout = _classifier_dropout(config)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
@@ -549,7 +564,11 @@ class BertForSequenceClassification(BertPreTrainedModel):
         """labels: (B,) class ids, (B,) or (B, C) regression targets, or (B, C) multi-hot floats (see
         sequence_classification_loss)."""
         enc = self.bert(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states, output_attentions)
-        logits = self.classifier(self.dropout(enc.pooler_output))  # (B, D) -> (B, C)
+        if self.config.classifier_pooling == "mean":
+            pooled = mean_pool(enc.last_hidden_state, attention_mask)  # (B, T, D) -> (B, D)
+        else:
+            pooled = enc.pooler_output  # (B, D)
+        logits = self.classifier(self.dropout(pooled))  # (B, D) -> (B, C)
         loss = None if labels is None else sequence_classification_loss(logits, labels, self.config)
         return ClassifierOutput(loss=loss, logits=logits, hidden_states=enc.hidden_states, attentions=enc.attentions)
 

@@ -1,7 +1,7 @@
-"""The training code stays in functions a reader can hold in mind: none in minibert/training, minibert/pretraining
-or minibert/finetuning over MAX_LINES lines or over MAX_COMPLEXITY in cyclomatic complexity (McCabe: 1 + one per
-branch point: if, loop, except, conditional expression, assert, comprehension and its filters, each extra operand
-of and/or). Measured with `ast`, so no linter is needed; the exceptions are listed, each with its reason."""
+"""The training code stays in functions a reader can hold in mind: none in minibert/training, minibert/pretraining,
+minibert/finetuning or minibert/comparison over MAX_LINES lines or over MAX_COMPLEXITY in cyclomatic complexity
+(McCabe: 1 + one per branch point: if, loop, except, conditional expression, assert, comprehension and its filters,
+each extra operand of and/or). Measured with `ast`, so no linter is needed; the exceptions are listed, each with its reason."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import minibert
 
 MAX_LINES = 60
 MAX_COMPLEXITY = 15
-PACKAGES = ("training", "pretraining", "finetuning")
+PACKAGES = ("training", "pretraining", "finetuning", "comparison")
 # "file:function" -> why it stays as it is. Keep this short; a new entry needs a reason a reviewer accepts.
 EXCEPTIONS: dict[str, str] = {}
 

@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     output = p.add_mutually_exclusive_group(required=True)
     output.add_argument("--output-dir", "-o", help="checkpoints, metrics.jsonl, curves.png, final/, best/")
     output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
+    add_model_setup_arguments(p)
     data = p.add_argument_group("data")
     data.add_argument("--train", required=True,
                       help="CSV/TSV/JSONL table, GLUE TSV (with --glue), CoNLL file (ner), SQuAD JSON (qa), or "
@@ -26,20 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     data.add_argument("--validation-fraction", type=fraction, default=0.1,
                       help="share of --train held out; 0 trains on all and never evaluates")
     data.add_argument("--split-seed", type=non_negative_int, default=0, help="seed of the held-out split")
-    data.add_argument("--text-column", default="text", help="column holding the text")
-    data.add_argument("--pair-column", help="second text of sentence-pair tasks (default: none, single texts)")
-    data.add_argument("--label-column", default="label", help="column holding the label")
-    data.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="default: from the file extension")
-    data.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
-                      help="keep only rows with this value (repeatable), e.g. source=rotten_tomatoes "
-                           "(default: all rows)")
+    add_table_arguments(data)
     data.add_argument("--glue", metavar="TASK", help="read GLUE TSVs of this task (cola, sst2, mrpc, stsb, ...; "
                                                      "default: none, a plain table)")
-    data.add_argument("--encoding", type=encoding, default="utf-8",
-                      help="text encoding of the data files (e.g. latin-1, cp1252)")
-    data.add_argument("--max-length", type=positive_int, default=128, help="tokens per example (QA: per window)")
-    data.add_argument("--doc-stride", type=positive_int, help="QA: overlap of a context's windows (default "
-                                                              "max-length/4, at most 128)")
+    add_length_arguments(data)
     data.add_argument("--tokenizer", help="tokenizer folder or file (default: the model's)")
     qa = p.add_argument_group("question answering: how validation decodes answers (saved for predict)")
     qa.add_argument("--null-score-threshold", type=finite_float, default=0.0,
@@ -51,6 +42,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_training_arguments(p, "training (defaults: TrainingArguments')",
                            defaults={"eval_every": "default: once per epoch",
                                      "early_stopping_patience": "default: never"})
+
+
+def add_model_setup_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """What is done to the checkpoint before training (shared with `minibert compare`)."""
+    from minibert.config import POOLINGS
+    p.add_argument("--pooling", choices=POOLINGS,
+                   help="what a new classification or regression head reads: cls, BERT's pooler on [CLS]; mean, the "
+                        "mean of the last layer's real tokens, no pooler (transformers' BertForSequenceClassification "
+                        "cannot read it: the saved folder's README.md shows the lines that can) (default: the "
+                        "checkpoint's, else cls)")
+    p.add_argument("--reinit-layers", type=non_negative_int, default=0, metavar="N",
+                   help="re-initialise the top N encoder layers with BERT's init before training (Zhang et al. "
+                        "2021)")
+
+
+def add_table_arguments(data: argparse._ArgumentGroup) -> None:
+    """How to read a table's rows (shared with `minibert compare`)."""
+    data.add_argument("--text-column", default="text", help="column holding the text")
+    data.add_argument("--pair-column", help="second text of sentence-pair tasks (default: none, single texts)")
+    data.add_argument("--label-column", default="label", help="column holding the label")
+    data.add_argument("--format", choices=["csv", "tsv", "jsonl"], help="default: from the file extension")
+    data.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                      help="keep only rows with this value (repeatable), e.g. source=rotten_tomatoes "
+                           "(default: all rows)")
+    data.add_argument("--encoding", type=encoding, default="utf-8",
+                      help="text encoding of the data files (e.g. latin-1, cp1252)")
+
+
+def add_length_arguments(data: argparse._ArgumentGroup) -> None:
+    data.add_argument("--max-length", type=positive_int, default=128, help="tokens per example (QA: per window)")
+    data.add_argument("--doc-stride", type=positive_int, help="QA: overlap of a context's windows (default "
+                                                              "max-length/4, at most 128)")
+
+
+def data_spec(args: argparse.Namespace):
+    from minibert.finetuning.run import DataSpec
+    return DataSpec(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column,
+                    format=args.format, where=parse_where(args.where) or None,
+                    glue_task=getattr(args, "glue", None), encoding=args.encoding)
 
 
 def parse_where(pairs: list[str]) -> dict[str, str]:
@@ -65,17 +95,15 @@ def parse_where(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from minibert.finetuning.run import DataSpec, finetune
+    from minibert.finetuning.run import finetune
     from minibert.finetuning.qa_decoding import QADecoding
-    data = DataSpec(text_column=args.text_column, pair_column=args.pair_column, label_column=args.label_column,
-                    format=args.format, where=parse_where(args.where) or None, glue_task=args.glue,
-                    encoding=args.encoding)
+    data = data_spec(args)
     training = {**given_training_arguments(args), "progress_bar": not args.no_progress}
     result = finetune(args.model, args.task, args.train, args.output_dir, validation_data=args.validation,
                       validation_fraction=args.validation_fraction, split_seed=args.split_seed, data=data,
                       max_length=args.max_length, doc_stride=args.doc_stride, tokenizer=args.tokenizer,
                       qa_decoding=QADecoding(args.n_best, args.max_answer_length, args.null_score_threshold),
-                      **training)
+                      pooling=args.pooling, reinit_layers=args.reinit_layers, **training)
     run_result = result.training
     print(f"fine-tuned for {result.task} on {result.num_train} examples in {run_result.steps} steps "
           f"({run_result.wall_time_s:.0f} s)")

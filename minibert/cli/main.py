@@ -33,6 +33,7 @@ COMMANDS = {
     "explain": ("explain", "follow one input through the model, stage by stage; attention explorer (HTML, PNG)"),
     "finetune": ("finetune", "fine-tune a checkpoint for classification, regression, NER or QA"),
     "predict": ("predict", "labels, tags or answers from a fine-tuned model, as JSON lines"),
+    "compare": ("compare", "did pretraining help? fine-tune it and random init alike over seeds, with the margin"),
     "train-tokenizer": ("train_tokenizer", "learn a WordPiece vocabulary from a corpus"),
     "prepare-pretraining": ("prepare_pretraining", "turn a corpus into masked-LM/NSP examples on disk"),
     "pretrain": ("pretrain", "pretrain BERT from raw text (masked LM + next-sentence prediction)"),

@@ -29,15 +29,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from minibert.config import BertConfig
+from minibert.config import POOLINGS, BertConfig
 from minibert.errors import CheckpointError, DataError, MinibertError, ShapeMismatchError, spelled
 from minibert.plumbing.hub import resolve
 from minibert.inference import longest_first
-from minibert.model import IGNORE_INDEX, BertPreTrainedModel
+from minibert.model import IGNORE_INDEX, BertForSequenceClassification, BertPreTrainedModel
 from minibert.plumbing.output_lock import output_lock
 from minibert.finetuning.features import (Feature, QAFeature, collate, default_doc_stride,
                                           encode_classification, encode_qa, encode_token_classification,
                                           word_predictions)
+from minibert.finetuning import mean_pooling
 from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
@@ -167,13 +168,16 @@ def head_settings(kind: TaskKind, labels: list[str] | None) -> dict[str, Any]:
     return {}
 
 
-def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] | None) -> BertPreTrainedModel:
+def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] | None,
+               pooling: str | None = None) -> BertPreTrainedModel:
     """The checkpoint with the task's head; a new head starts from BERT's init (seed torch before calling).
+    `pooling` sets a sequence head's `classifier_pooling` ("cls" or "mean"; None: the checkpoint's).
 
     A checkpoint already fine-tuned for another number of labels fails the loader's shape check on its classifier;
     that error is raised again here naming both label sets, which is what the user has to reconcile."""
+    settings = head_settings(kind, labels) | ({} if pooling is None else {"classifier_pooling": pooling})
     try:
-        return kind.model_class.from_pretrained(checkpoint, **head_settings(kind, labels))
+        model = kind.model_class.from_pretrained(checkpoint, **settings)
     except ShapeMismatchError as error:
         if labels is None or error.parameter.partition(".")[0] != "classifier":
             raise
@@ -183,6 +187,40 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
             f"({', '.join(saved.labels().values())}) but the training data has {len(labels)} "
             f"({', '.join(labels)}); fine-tune from a checkpoint without that head, or use data with its labels"
         ) from None
+    if pooling is not None and "classifier.weight" not in model.load_report.newly_initialised:
+        check_same_pooling(checkpoint, pooling)
+    return model
+
+
+def reinit_top_layers(model: BertPreTrainedModel, count: int, seed: int) -> None:
+    """Re-initialise the top `count` encoder layers with BERT's initialisation, drawn from `seed` (Zhang et al.
+    2021, "Revisiting Few-sample BERT Fine-tuning": the top layers specialise to the pretraining objective, and
+    fresh ones fine-tune better with few labels)."""
+    layers = model.bert.layers
+    if count > len(layers):
+        raise MinibertError(f"{spelled('reinit_layers')} {count}: the model has only {len(layers)} layers")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for layer in layers[len(layers) - count:]:
+            for module in layer.modules():
+                model._init_module(module)
+
+
+def check_pooling_choice(kind: TaskKind, pooling: str | None) -> None:
+    if pooling is not None and pooling not in POOLINGS:
+        raise MinibertError(f"{spelled('pooling')} must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    if pooling is not None and kind.model_class is not BertForSequenceClassification:
+        raise MinibertError(f"{spelled('pooling')} sets a classification or regression head; {kind.name} heads read "
+                            "every token")
+
+
+def check_same_pooling(checkpoint: str | os.PathLike, pooling: str) -> None:
+    """A trained classifier reads the vectors of the pooling it was trained with: refuse to change it."""
+    saved = BertConfig.from_json(resolve(checkpoint) / "config.json").classifier_pooling
+    if saved != pooling:
+        raise CheckpointError(f"{checkpoint}: its classifier was trained on {saved} pooling, so "
+                              f"{spelled('pooling')} {pooling} would feed it vectors it never saw; fine-tune from a "
+                              f"checkpoint without that head, or keep {spelled('pooling')} {saved}")
 
 
 def add_inference_files(folder: Path, tokenizer: BertTokenizer, kind: TaskKind, labels: list[str] | None,
@@ -267,17 +305,24 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
              output_dir: str | os.PathLike, *, validation_data: str | os.PathLike | None = None,
              validation_fraction: float = 0.1, split_seed: int = 0, data: DataSpec = DataSpec(),
              max_length: int = 128, doc_stride: int | None = None, tokenizer: str | os.PathLike | None = None,
-             qa_decoding: QADecoding = QADecoding(), **training: Any) -> FinetuneResult:
+             qa_decoding: QADecoding = QADecoding(), pooling: str | None = None, reinit_layers: int = 0,
+             **training: Any) -> FinetuneResult:
     """Fine-tune `checkpoint` (a folder, a hub id, or a model pretrained by minibert) for `task`
     ("classification", "regression", "ner" or "qa") on `train_data`, writing to `output_dir`.
 
     Validation: `validation_data` if given, else a `validation_fraction` of the training file held out with
     `split_seed` (0 trains on everything and evaluates nothing). QA windows of `max_length` tokens overlap by
     `doc_stride` tokens (default: features.default_doc_stride); answers are decoded with `qa_decoding`, null
-    answers ("") included only when the data hold unanswerable questions. `training` holds TrainingArguments fields
-    (num_epochs, learning_rate, per_device_batch_size, precision, early_stopping_patience, resume, ...); by
-    default the run evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
+    answers ("") included only when the data hold unanswerable questions. `pooling` sets what a new classification
+    or regression head reads: "cls" (BERT's pooler on [CLS]) or "mean" (the mean of the last layer's real tokens;
+    BertConfig.classifier_pooling); None keeps the checkpoint's. `reinit_layers` re-initialises the top N encoder
+    layers before training (`reinit_top_layers`). `training` holds TrainingArguments fields (num_epochs,
+    learning_rate, per_device_batch_size, precision, early_stopping_patience, resume, ...); by default the run
+    evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
     kind = task_kind(task)
+    check_pooling_choice(kind, pooling)
+    if not isinstance(reinit_layers, int) or isinstance(reinit_layers, bool) or reinit_layers < 0:
+        raise MinibertError(f"{spelled('reinit_layers')} must be an integer >= 0, got {reinit_layers!r}")
     glue = glue_task(data.glue_task) if data.glue_task is not None else None
     if glue is not None and glue.kind != kind.name:
         raise MinibertError(f"GLUE task {data.glue_task} is a {glue.kind} task, not {kind.name}")
@@ -297,28 +342,30 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     single = launched_world_size() == 1
     with output_lock(Path(args.output_dir)) if single else contextlib.nullcontext():
         result = _finetune(kind, checkpoint, tokenizer, labels, train_examples, eval_examples, main_metric, args,
-                           training, max_length, doc_stride, decoding)
+                           training, max_length, doc_stride, decoding, pooling, reinit_layers)
         if launched_rank() == 0:
             write_model_cards(result, checkpoint, describe_data(train_data, validation_data, validation_fraction,
-                                                                split_seed, result), args)
+                                                                split_seed, result), args, max_length)
         return result
 
 
 def _finetune(kind: TaskKind, checkpoint: str | os.PathLike, tokenizer: str | os.PathLike | None,
               labels: list[str] | None, train_examples: list, eval_examples: list, main_metric: str | None,
               args: TrainingArguments, training: dict[str, Any], max_length: int,
-              doc_stride: int | None, qa_decoding: QADecoding | None) -> FinetuneResult:
+              doc_stride: int | None, qa_decoding: QADecoding | None, pooling: str | None,
+              reinit_layers: int) -> FinetuneResult:
     tokenizer_ = BertTokenizer.from_pretrained(tokenizer or checkpoint)
     torch.manual_seed(args.seed)  # the new head's initial weights
-    model = load_model(kind, checkpoint, labels)
+    model = load_model(kind, checkpoint, labels, pooling)
+    reinit_top_layers(model, reinit_layers, args.seed)
     if max_length > model.config.max_position_embeddings:
         raise MinibertError(f"{spelled('max_length')} {max_length} exceeds the model's "
                             f"{model.config.max_position_embeddings} positions")
 
     doc_stride = doc_stride if doc_stride is not None else default_doc_stride(max_length)
     train_features = encode(kind, tokenizer_, train_examples, labels, max_length, doc_stride)
-    eval_features, metric_fn = _validation_features(kind, tokenizer_, eval_examples, labels, max_length, doc_stride,
-                                                    qa_decoding)
+    eval_features, metric_fn = evaluation_features(kind, tokenizer_, eval_examples, labels, max_length, doc_stride,
+                                                   qa_decoding)
     if "eval_every" not in training and eval_features is not None:
         args = dataclasses.replace(args, eval_every=_steps_per_epoch(args, len(train_features)))
     logger.info("fine-tuning for %s on %d examples (%d features), validating on %d", kind.name,
@@ -360,11 +407,12 @@ def _steps_per_epoch(args: TrainingArguments, num_features: int) -> int:
     return num_features // (args.per_device_batch_size * args.grad_accumulation_steps * world)
 
 
-def _validation_features(kind: TaskKind, tokenizer: BertTokenizer, examples: list, labels: list[str] | None,
-                         max_length: int, doc_stride: int,
-                         qa_decoding: QADecoding | None = None) -> tuple[list | None, MetricFn | None]:
-    """Validation features sorted by length, so that evaluation batches waste little on padding, and the
-    metric function that reads predictions in that order. (None, None) without validation examples."""
+def evaluation_features(kind: TaskKind, tokenizer: BertTokenizer, examples: list, labels: list[str] | None,
+                        max_length: int, doc_stride: int,
+                        qa_decoding: QADecoding | None = None) -> tuple[list | None, MetricFn | None]:
+    """Evaluation features sorted by length, so that evaluation batches waste little on padding, and the
+    metric function that reads predictions in that order. (None, None) without examples. Validation during
+    fine-tuning and `evaluate` (a fine-tuned folder on a test set) both use it."""
     if not examples:
         return None, None
     features = encode(kind, tokenizer, examples, labels, max_length, doc_stride)
@@ -408,12 +456,15 @@ def describe_data(train_data: Any, validation_data: Any, validation_fraction: fl
 
 
 def write_model_cards(result: FinetuneResult, checkpoint: str | os.PathLike, data: str,
-                      args: TrainingArguments) -> None:
-    """README.md in final/ and, when it was written, best/: base model, data, metrics, how it was made."""
+                      args: TrainingArguments, max_length: int) -> None:
+    """README.md in final/ and, when it was written, best/: base model, data, metrics, how it was made; for a
+    mean-pooling head, what transformers does with it and the lines that reproduce it there (mean_pooling.py)."""
     run = result.training
     settings = {key: value for key, value in args.to_dict().items() if key in CARD_SETTINGS}
     common = dict(task=result.task, base_model=str(checkpoint), data=data, labels=result.labels, training=settings,
                   machine=machine_facts(run.precision).describe())
+    if BertConfig.from_json(run.output_dir / "final" / "config.json").classifier_pooling == "mean":
+        common.update(mean_pooling.card_fields(max_length))
     ModelCard(**common, metrics=run.final_metrics, steps=run.steps,
               metrics_note=f"Validation ({result.num_validation} examples) after the last step.").write(
         run.output_dir / "final")

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from minibert.errors import TrainingError, spelled
+from minibert.errors import DivergedError, TrainingError, spelled
 from minibert.training import train_state
 from minibert.training.args import TrainingArguments
 from minibert.training.batches import EpochBatches, eval_loader, train_loader
@@ -330,12 +330,12 @@ class Run:
                            stopped_early=self.stopped_early, output_dir=self.output_dir, precision=self.precision)
 
 
-def non_finite(what: str, step: int, last_checkpoint: Path | None) -> TrainingError:
+def non_finite(what: str, step: int, last_checkpoint: Path | None) -> DivergedError:
     """The error that stops a run at a non-finite loss or gradient, before the weights change."""
     advice = (f"last good checkpoint: {last_checkpoint} (resume from it with {spelled('resume')} and a lower "
               f"{spelled('learning_rate')})" if last_checkpoint else
               f"no checkpoint yet (start again with a lower {spelled('learning_rate')})")
-    return TrainingError(f"step {step}: {what}; stopped before updating the weights; {advice}")
+    return DivergedError(f"step {step}: {what}; stopped before updating the weights; {advice}")
 
 
 def seed_everything(seed: int) -> None:

@@ -39,6 +39,9 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)  # the TrainingArguments that shaped the weights
     steps: int | None = None
     machine: str = ""  # MachineFacts.describe(), with the precision the run used
+    note: str = ""  # a paragraph after the first, for what a reader must know before using the model
+    transformers_use: str | None = None  # replaces the Auto-class lines under Use, for a head transformers' class
+    # cannot read as trained (a mean-pooling sequence head: finetuning/mean_pooling.py)
 
     def render(self, folder: str) -> str:
         from minibert import __version__
@@ -51,7 +54,8 @@ class ModelCard:
                  *([f"base_model: {self.base_model}"] if self.base_model else []), "---", "",
                  f"# {folder}", "",
                  f"A BERT model for {self.task}, {origin} with minibert {__version__}. The folder loads in minibert "
-                 "and in transformers (`from_pretrained`).", "", "## Data", "", self.data, ""]
+                 "and in transformers (`from_pretrained`).", "", *([self.note, ""] if self.note else []),
+                 "## Data", "", self.data, ""]
         if self.labels:
             lines += [f"Labels, in id order: {', '.join(f'`{label}`' for label in self.labels)}.", ""]
         lines += ["## Results", ""]
@@ -67,9 +71,13 @@ class ModelCard:
                       + ".", ""]
         lines += ["## Use", "", "```python", "import minibert", "",
                   f"run = minibert.pipeline({pipeline_tag!r}, {str(folder)!r})", "```", "",
-                  "or with transformers:", "", "```python", f"from transformers import AutoTokenizer, {auto_class}",
-                  "", f"model = {auto_class}.from_pretrained({str(folder)!r})",
-                  f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})", "```", ""]
+                  "or with transformers:", "", "```python"]
+        if self.transformers_use is not None:
+            lines += [self.transformers_use.rstrip("\n"), "```", ""]
+        else:
+            lines += [f"from transformers import AutoTokenizer, {auto_class}", "",
+                      f"model = {auto_class}.from_pretrained({str(folder)!r})",
+                      f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})", "```", ""]
         return "\n".join(lines)
 
     def write(self, folder: str | os.PathLike) -> Path:
