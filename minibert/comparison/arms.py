@@ -22,6 +22,7 @@ import torch
 from minibert.checkpoint import find_weights
 from minibert.config import BertConfig
 from minibert.errors import CheckpointError
+from minibert.finetuning.reinit import check_reinit_layers
 from minibert.model import MODEL_CLASSES, BertModel
 from minibert.plumbing.hub import resolve
 from minibert.tokenizer import BertTokenizer
@@ -55,6 +56,14 @@ def fingerprints(arm_list: list[Arm]) -> dict[str, str]:
     if len(set(names)) != len(names):
         raise CheckpointError(f"two arms are named alike ({', '.join(names)}); name each reference NAME=CHECKPOINT")
     return {arm.name: checkpoint_fingerprint(arm.checkpoint) for arm in arm_list if arm.checkpoint is not None}
+
+
+def check_layers(arm_list: list[Arm], reinit_layers: int) -> None:
+    """Every arm has at least `reinit_layers` encoder layers (random init has the pretrained model's)."""
+    for arm in arm_list:
+        if arm.checkpoint is not None:
+            config = BertConfig.from_json(resolve(arm.checkpoint) / "config.json")
+            check_reinit_layers(reinit_layers, config.num_hidden_layers, f"{arm.name} ({arm.checkpoint})")
 
 
 def short_name(checkpoint: str) -> str:

@@ -28,6 +28,7 @@ from minibert.comparison.splits import files_fingerprint, make_splits, write_spl
 from minibert.comparison.stats import choose_learning_rate, mean_and_sd, paired_margin
 from minibert.errors import MinibertError, spelled
 from minibert.finetuning.kinds import TaskKind, task_kind
+from minibert.finetuning.reinit import check_reinit_layers
 from minibert.finetuning.run import DataSpec
 from minibert.plumbing.output_lock import output_lock
 from minibert.training.args import TrainingArguments
@@ -58,11 +59,12 @@ def compare(pretrained: str | os.PathLike, task: str, train_data: str | os.PathL
     finetune's and apply to every run). Finished runs in `output_dir` with the same settings are reused; runs with
     other settings are refused unless `rerun_changed`. `echo` receives a line as each run finishes (e.g. print)."""
     kind = task_kind(task)
-    check_choices(kind, data, seeds, learning_rates, baseline, pooling, jobs)
+    check_choices(kind, data, seeds, learning_rates, baseline, pooling, reinit_layers, jobs)
     with_baseline = baseline == "tfidf" and check_available(kind)
     training = shared_training(training, jobs)
     arm_list = arms_.arms(pretrained, list(references))
     fingerprints = arms_.fingerprints(arm_list)  # and every checkpoint found, before any work
+    arms_.check_layers(arm_list, reinit_layers)
     output_dir = Path(output_dir)
     check_writable(output_dir)
     with output_lock(output_dir):
@@ -91,9 +93,10 @@ def compare(pretrained: str | os.PathLike, task: str, train_data: str | os.PathL
 
 
 def check_choices(kind: TaskKind, data: DataSpec, seeds: Sequence[int], learning_rates: Sequence[float],
-                  baseline: str, pooling: str | None, jobs: int) -> None:
+                  baseline: str, pooling: str | None, reinit_layers: int, jobs: int) -> None:
     """The comparison's own settings, refused in one line before any work."""
     check_grid(seeds, learning_rates)
+    check_reinit_layers(reinit_layers)
     if data.glue_task is not None:
         raise MinibertError(f"compare reads tables, CoNLL and SQuAD files; for GLUE TSVs give --format tsv and the "
                             f"task's columns instead of {spelled('glue_task')}")

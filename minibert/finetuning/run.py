@@ -39,6 +39,7 @@ from minibert.finetuning.features import (Feature, QAFeature, collate, default_d
                                           encode_classification, encode_qa, encode_token_classification,
                                           word_predictions)
 from minibert.finetuning import mean_pooling
+from minibert.finetuning.reinit import check_reinit_layers, reinit_top_layers
 from minibert.finetuning.kinds import TaskKind, task_kind, write_label_map
 from minibert.finetuning.metrics import compute_metrics
 from minibert.finetuning.qa_decoding import QADecoding, decode_answers
@@ -192,20 +193,6 @@ def load_model(kind: TaskKind, checkpoint: str | os.PathLike, labels: list[str] 
     return model
 
 
-def reinit_top_layers(model: BertPreTrainedModel, count: int, seed: int) -> None:
-    """Re-initialise the top `count` encoder layers with BERT's initialisation, drawn from `seed` (Zhang et al.
-    2021, "Revisiting Few-sample BERT Fine-tuning": the top layers specialise to the pretraining objective, and
-    fresh ones fine-tune better with few labels)."""
-    layers = model.bert.layers
-    if count > len(layers):
-        raise MinibertError(f"{spelled('reinit_layers')} {count}: the model has only {len(layers)} layers")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for layer in layers[len(layers) - count:]:
-            for module in layer.modules():
-                model._init_module(module)
-
-
 def check_pooling_choice(kind: TaskKind, pooling: str | None) -> None:
     if pooling is not None and pooling not in POOLINGS:
         raise MinibertError(f"{spelled('pooling')} must be one of {', '.join(POOLINGS)}, got {pooling!r}")
@@ -321,8 +308,7 @@ def finetune(checkpoint: str | os.PathLike, task: str, train_data: str | os.Path
     evaluates once per epoch and keeps the best checkpoint by the task's main metric."""
     kind = task_kind(task)
     check_pooling_choice(kind, pooling)
-    if not isinstance(reinit_layers, int) or isinstance(reinit_layers, bool) or reinit_layers < 0:
-        raise MinibertError(f"{spelled('reinit_layers')} must be an integer >= 0, got {reinit_layers!r}")
+    check_reinit_layers(reinit_layers)
     glue = glue_task(data.glue_task) if data.glue_task is not None else None
     if glue is not None and glue.kind != kind.name:
         raise MinibertError(f"GLUE task {data.glue_task} is a {glue.kind} task, not {kind.name}")

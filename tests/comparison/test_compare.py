@@ -211,6 +211,25 @@ def test_a_diverged_run_is_a_result_and_its_rate_is_not_chosen(pretrained, revie
         "a rate whose runs diverged should not be chosen"
 
 
+def test_pooling_and_reinit_layers_reach_every_run_of_every_arm(pretrained, reviews, tmp_path, monkeypatch):
+    real_finetune, seen = runs.finetune, []
+
+    def recording(checkpoint, *args, **kwargs):
+        seen.append((checkpoint, kwargs["pooling"], kwargs["reinit_layers"]))
+        return real_finetune(checkpoint, *args, **kwargs)
+    monkeypatch.setattr(runs, "finetune", recording)
+    comparison = compare(pretrained, "classification", reviews, tmp_path, references=[f"again={pretrained}"],
+                         seeds=(0,), learning_rates=(1e-3,), baseline="none", pooling="mean", reinit_layers=1,
+                         **TRAINING)
+    assert [setting for _, *setting in seen] == [["mean", 1]] * 3, f"every arm's run should get them: {seen}"
+    assert [run["arm"] for run in comparison.runs] == ["pretrained", "random init", "again"], comparison.runs
+    for run in comparison.runs:
+        saved = BertConfig.from_json(Path(run["model_dir"]) / "config.json")
+        assert saved.classifier_pooling == "mean", f"{run['arm']}: the saved head should read the mean"
+    settings = json.loads((tmp_path / "results.json").read_text())["settings"]
+    assert (settings["pooling"], settings["reinit_layers"]) == ("mean", 1), "results.json should record them"
+
+
 def test_other_task_kinds_compare_too(pretrained, tmp_path):
     data = write_conll(tmp_path / "ner.txt", 120)
     comparison = compare(pretrained, "ner", data, tmp_path / "out", seeds=(0,), learning_rates=(3e-3,), **TRAINING)
@@ -271,6 +290,9 @@ BAD = {
         r"--labelled 1000: .*has only 180 training examples"),
     "one class": (lambda tmp, data: ["--task", "classification", *one_class(tmp)],
                   r"every training example has the label 'pos'"),
+    "more layers re-initialised than the model has": (
+        lambda tmp, data: ["--task", "classification", "--train", str(data), "--reinit-layers", "3"],
+        r"--reinit-layers 3: pretrained \(.*\) has only 2 layers"),
     "a pooling for ner": (lambda tmp, data: ["--task", "ner", "--train", str(data), "--pooling", "mean"],
                           r"--pooling applies to classification and regression heads, not ner"),
 }
@@ -283,3 +305,4 @@ def test_bad_input_is_one_line_exit_2(case, pretrained, reviews, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, f"{case}: {err}"
     assert re.search(pattern, err), f"{case}: {err!r} should match {pattern!r}"
+    assert not (tmp_path / "out" / "runs").exists(), f"{case}: refused before any run"

@@ -4,12 +4,14 @@ weights, the saved model is a normal checkpoint, and too large an N is one line 
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from minibert.cli.main import main
 from minibert.config import BertConfig
-from minibert.finetuning.run import finetune, reinit_top_layers
+from minibert.finetuning.reinit import reinit_top_layers
+from minibert.finetuning.run import finetune
 from minibert.model import BertForSequenceClassification
 
 from .test_run import FAST, TINY, classification_rows, make_checkpoint, write_csv
@@ -40,22 +42,34 @@ def berts_init_by_hand(layer: nn.Module, seed: int, std: float) -> dict[str, tor
     return fresh
 
 
-def test_the_top_layers_get_berts_init_from_the_seed_and_the_rest_is_untouched():
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_top_layers_get_berts_init_from_the_seed_and_the_rest_is_untouched(count):
     model = trained_looking()
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    reinit_top_layers(model, 1, seed=5)
-    top = model.bert.layers[1]
+    reinit_top_layers(model, count, seed=5)
+    first = len(model.bert.layers) - count
+    top = model.bert.layers[first:]  # the top `count` layers, drawn bottom first
     expected = berts_init_by_hand(top, seed=5, std=model.config.initializer_range)
     for name, tensor in top.state_dict().items():
-        assert torch.equal(tensor, expected[name]), f"bert.layers.1.{name} is not BERT's init drawn from seed 5"
-        assert not torch.equal(tensor, before[f"bert.layers.1.{name}"]), f"bert.layers.1.{name} kept its weights"
-    untouched = [name for name in before if not name.startswith("bert.layers.1.")]
-    assert all(torch.equal(model.state_dict()[name], before[name]) for name in untouched), \
-        "only the top layer should change"
+        index, _, rest = name.partition(".")
+        full = f"bert.layers.{first + int(index)}.{rest}"
+        assert torch.equal(tensor, expected[name]), f"{full} is not BERT's init drawn from seed 5"
+        assert not torch.equal(tensor, before[full]), f"{full} kept its weights"
+    reinitialised = tuple(f"bert.layers.{i}." for i in range(first, len(model.bert.layers)))
+    untouched = [name for name in before if not name.startswith(reinitialised)]
+    assert untouched and all(torch.equal(model.state_dict()[name], before[name]) for name in untouched), \
+        f"only the top {count} layer(s) should change"
     other_seed = trained_looking()
-    reinit_top_layers(other_seed, 1, seed=6)
-    assert not torch.equal(other_seed.bert.layers[1].ffn.intermediate.weight, top.ffn.intermediate.weight), \
+    reinit_top_layers(other_seed, count, seed=6)
+    assert not torch.equal(other_seed.bert.layers[-1].ffn.intermediate.weight, top[-1].ffn.intermediate.weight), \
         "another seed should draw other weights"
+
+
+def test_zero_layers_changes_nothing():
+    model = trained_looking()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    reinit_top_layers(model, 0, seed=5)
+    assert all(torch.equal(model.state_dict()[name], before[name]) for name in before), "0 should change nothing"
 
 
 def test_finetune_reinit_layers_saves_a_normal_checkpoint(tmp_path):
