@@ -51,6 +51,9 @@ HEAD_KEY_MAP = [
     ("nsp.{p}", "cls.seq_relationship.{p}"),
     ("classifier.{p}", "classifier.{p}"),
     ("qa_outputs.{p}", "qa_outputs.{p}"),
+    # ELECTRA's replaced-token detection head (minibert.pretraining.electra), under transformers' ELECTRA names
+    ("rtd.dense.{p}", "discriminator_predictions.dense.{p}"),
+    ("rtd.prediction.{p}", "discriminator_predictions.dense_prediction.{p}"),
 ]
 ENCODER_PREFIX = "bert."
 LEGACY_NAMES = [(re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"),

@@ -1,5 +1,7 @@
 """minibert pretrain (--corpus PATH... | --data DIR) --tokenizer T (--preset NAME | --config FILE | --init-from CKPT)
 --output-dir DIR: pretrain BERT with masked LM (+ NSP) and write DIR/final, a checkpoint transformers loads.
+`--objective electra` pretrains by replaced-token detection instead: DIR/final is the discriminator, a plain BERT
+encoder, and DIR/final/generator the generator, a masked LM.
 
 `--recipe cpu` (see minibert.pretraining.recipes) brings its own model size and learns its own vocabulary, so
 `minibert pretrain --corpus wiki.json --recipe cpu -o runs/cpu` is a whole run; flags given override the recipe.
@@ -16,6 +18,7 @@ from minibert.cli.prepare_pretraining import (add_corpus_arguments, add_data_arg
 from minibert.config import PRESETS
 from minibert.pretraining.examples import PretrainingOptions
 from minibert.errors import ConfigError
+from minibert.pretraining.electra import OBJECTIVES
 from minibert.pretraining.initialisation import INITS
 from minibert.pretraining.recipes import DEFAULT_RECIPE, RECIPES, Recipe
 from minibert.cli.training_flags import DEFAULTS, EXCLUSIVE, add_training_arguments, given_training_arguments
@@ -41,6 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", choices=sorted(INITS), help="how a model from scratch starts (default: the recipe's; bert: "
                    "BERT's initialisation; local-attention: attention starts local; distributional: local-attention with word "
                    "embeddings from the corpus's co-occurrences; see minibert.pretraining.initialisation)")
+    p.add_argument("--objective", choices=OBJECTIVES,
+                   help="what pretraining learns (default: the recipe's, else mlm); mlm: masked LM, plus next-sentence "
+                        "prediction when the data has pairs; electra: replaced-token detection (Clark et al. 2020) on "
+                        "MLM-only data, with a generator half as deep sharing the embeddings")
     output = p.add_mutually_exclusive_group(required=True)
     output.add_argument("--output-dir", "-o", help="run folder: data/, checkpoints/, metrics, final/")
     output.add_argument("--output_dir", dest="output_dir", help=argparse.SUPPRESS)  # transformers' spelling
@@ -78,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     training = TrainingArguments(args.output_dir, **training_settings(args, chosen),
                                  progress_bar=not args.no_progress)
     given = given_data_options(args)
+    objective = args.objective or chosen.objective
+    if objective == "electra" and args.data is None:
+        given.setdefault("nsp", False)  # ELECTRA has no next-sentence prediction
     if args.data is not None:  # data options were fixed at preparation; pretrain() refuses new ones
         options = data_options(args)
     else:
@@ -99,11 +109,13 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(training, tokenizer, corpus=args.corpus, corpus_format=args.format,
                       text_field=args.text_field, eval_corpus=args.eval_corpus, eval_fraction=args.eval_fraction,
                       data_dir=args.data, model=model, init_from=args.init_from, options=options,
-                      max_minutes=args.max_minutes, init=init)
+                      max_minutes=args.max_minutes, init=init, objective=objective)
     from minibert.training.processes import launched_rank
     if launched_rank() != 0:  # under torchrun, one summary (from rank 0) is enough
         return 0
     print(f"{result.steps} steps in {result.wall_time_s:.0f} s ({result.tokens_per_s:.0f} tokens/s)")
     print(f"held-out: {describe_metrics(result.final_metrics) if result.final_metrics else 'none'}")
     print(f"model and tokenizer: {result.output_dir / 'final'}")
+    if objective == "electra":
+        print(f"generator (a masked LM, for fill-mask): {result.output_dir / 'final' / 'generator'}")
     return 0

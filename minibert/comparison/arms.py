@@ -14,8 +14,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -89,6 +91,30 @@ def write_random_init(pretrained: str | os.PathLike, folder: Path, seed: int) ->
     model.save_pretrained(folder)
     BertTokenizer.from_pretrained(source).save_pretrained(folder)
     return folder
+
+
+def stage_random_inits(pretrained: str | os.PathLike, output_dir: Path, seeds: Sequence[int]) -> dict[int, Path]:
+    """Each seed's random-init copy written beside its folder (`.seedN.staged`), so that it can be fingerprinted
+    before the comparison decides to run; `place_random_inits` then puts them in place, `discard` removes them."""
+    staged = {}
+    for seed in seeds:
+        folder = random_init_folder(output_dir, seed)
+        staged[seed] = folder.with_name(f".{folder.name}.staged")
+        shutil.rmtree(staged[seed], ignore_errors=True)  # left by a killed comparison
+        write_random_init(pretrained, staged[seed], seed)
+    return staged
+
+
+def place_random_inits(staged: dict[int, Path], output_dir: Path) -> None:
+    for seed, folder in staged.items():
+        final = random_init_folder(output_dir, seed)
+        shutil.rmtree(final, ignore_errors=True)
+        folder.rename(final)
+
+
+def discard(staged: dict[int, Path]) -> None:
+    for folder in staged.values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def checkpoint_fingerprint(checkpoint: str | os.PathLike) -> str:

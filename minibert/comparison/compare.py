@@ -24,7 +24,8 @@ from minibert.comparison import arms as arms_
 from minibert.comparison.baseline import check_available, tfidf_baseline
 from minibert.comparison.report import Comparison, machine_record, plot_comparison, write_results
 from minibert.comparison.runs import RunSpec, SharedSettings, plan, run_all, run_folder, run_key
-from minibert.comparison.splits import files_fingerprint, make_splits, write_splits, written_data_spec
+from minibert.comparison.splits import (make_splits, split_files, split_texts, texts_fingerprint, write_split_texts,
+                                        written_data_spec)
 from minibert.comparison.stats import choose_learning_rate, mean_and_sd, paired_margin
 from minibert.errors import MinibertError, spelled
 from minibert.finetuning.kinds import TaskKind, task_kind
@@ -70,13 +71,21 @@ def compare(pretrained: str | os.PathLike, task: str, train_data: str | os.PathL
     with output_lock(output_dir):
         splits = make_splits(kind, train_data, data, test_data=test_data, test_fraction=test_fraction,
                              split_seed=split_seed, labelled=labelled, validation_fraction=validation_fraction)
-        files = write_splits(kind, splits, output_dir / "splits")
+        texts, files = split_texts(kind, splits), split_files(kind, output_dir / "splits")
         shared = SharedSettings(kind.name, {name: str(path) for name, path in files.items()},
                                 written_data_spec(kind, splits), max_length, doc_stride, pooling, reinit_layers,
                                 training)
-        specs = run_specs(pretrained, arm_list, fingerprints, output_dir, seeds, learning_rates, shared,
-                          files_fingerprint(files))
-        todo, reused = plan(specs, rerun_changed)
+        # Decide what to run before anything in output_dir changes: a refused comparison leaves it as it was.
+        staged = arms_.stage_random_inits(pretrained, output_dir, seeds)
+        try:
+            specs = run_specs(arm_list, fingerprints, staged, output_dir, seeds, learning_rates, shared,
+                              texts_fingerprint(texts))
+            todo, reused = plan(specs, rerun_changed)
+        except BaseException:
+            arms_.discard(staged)
+            raise
+        arms_.place_random_inits(staged, output_dir)
+        write_split_texts(files, texts)
         if echo is not None and reused:
             echo(f"reusing {len(reused)} finished run(s) with these settings in {output_dir / 'runs'}")
         records = reused + run_all(todo, shared, jobs, lambda record: echo and echo(run_line(record, kind)))
@@ -139,17 +148,18 @@ def shared_training(training: dict[str, Any], jobs: int) -> dict[str, Any]:
     return training
 
 
-def run_specs(pretrained: str | os.PathLike, arm_list: list[arms_.Arm], fingerprints: dict[str, str],
+def run_specs(arm_list: list[arms_.Arm], fingerprints: dict[str, str], staged_random_inits: dict[int, Path],
               output_dir: Path, seeds: Sequence[int], learning_rates: Sequence[float], shared: SharedSettings,
               splits_sha256: str) -> list[RunSpec]:
-    """Every run, arm by arm, rate by rate, seed by seed; the random-init folders written (one per seed)."""
+    """Every run, arm by arm, rate by rate, seed by seed; a random-init run keyed on its seed's staged copy and
+    reading it where it will be put."""
     specs = []
     for arm in arm_list:
         for seed in seeds:
-            checkpoint = arm.checkpoint
+            checkpoint, fingerprint = arm.checkpoint, fingerprints.get(arm.name)
             if checkpoint is None:
-                checkpoint = str(arms_.write_random_init(pretrained, arms_.random_init_folder(output_dir, seed), seed))
-            fingerprint = fingerprints.get(arm.name) or arms_.checkpoint_fingerprint(checkpoint)
+                checkpoint = str(arms_.random_init_folder(output_dir, seed))
+                fingerprint = arms_.checkpoint_fingerprint(staged_random_inits[seed])
             for rate in learning_rates:
                 folder = str(run_folder(output_dir, arm.slug, rate, seed))
                 specs.append(RunSpec(arm.name, checkpoint, seed, rate, folder,
@@ -209,8 +219,8 @@ def run_line(record: dict[str, Any], kind: TaskKind) -> str:
 def settings_record(pretrained, references, task, train_data, test_data, test_fraction, split_seed, labelled,
                     validation_fraction, data: DataSpec, seeds, learning_rates, baseline, shared: SharedSettings,
                     jobs: int) -> dict[str, Any]:
-    return {"pretrained": str(pretrained), "references": list(references), "task": task,
-            "train_data": str(train_data), "test_data": None if test_data is None else str(test_data),
+    return {"pretrained": located(pretrained), "references": [located(r) for r in references], "task": task,
+            "train_data": located(train_data), "test_data": None if test_data is None else located(test_data),
             "test_fraction": None if test_data is not None else test_fraction, "split_seed": split_seed,
             "labelled": labelled, "validation_fraction": validation_fraction,
             "data": {"text_column": data.text_column, "pair_column": data.pair_column,
@@ -220,6 +230,13 @@ def settings_record(pretrained, references, task, train_data, test_data, test_fr
             "pooling": shared.pooling, "reinit_layers": shared.reinit_layers, "max_length": shared.max_length,
             "doc_stride": shared.doc_stride,
             "training": shared.training, "jobs": jobs, "split_files": shared.files}
+
+
+def located(source: str | os.PathLike) -> str:
+    """A file or folder as an absolute path, so that results.json means the same read from anywhere; a hub id, a
+    hub: dataset or a NAME=PATH reference as given."""
+    path = Path(source)
+    return str(path.resolve()) if path.exists() else str(source)
 
 
 __all__ = ["Comparison", "compare"]

@@ -100,6 +100,13 @@ def describe(machine: dict[str, Any]) -> str:
             f"{jobs}, precision {machine['precision']}, torch {machine['torch']}")
 
 
+def caption(comparison: Comparison) -> str:
+    """What the figure was measured on: the splits, the seeds and the machine (every published figure names it)."""
+    sizes, seeds = comparison.splits, comparison.summary["seeds"]
+    return (f"{sizes['train']} train, {sizes['validation']} validation, {sizes['test']} test examples; seeds "
+            f"{' '.join(map(str, seeds))}; {describe(comparison.machine)}")
+
+
 def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
     """comparison.png, or None (after one line) without matplotlib."""
     try:
@@ -110,10 +117,11 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         logger.warning("no comparison.png: matplotlib is not installed (pip install 'minibert[plot]')")
         return None
     summary, metric = comparison.summary, comparison.metric
-    fig, (scores, margins) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (scores, margins) = plt.subplots(1, 2, figsize=(11, 4.4))
     _plot_scores(scores, summary, metric)
     _plot_margins(margins, summary, metric)
-    fig.tight_layout()
+    fig.text(0.5, 0.01, caption(comparison), ha="center", va="bottom", fontsize=8, wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

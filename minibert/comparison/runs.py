@@ -17,7 +17,7 @@ import json
 import multiprocessing
 import shutil
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -144,21 +144,21 @@ def run_one(spec: RunSpec, shared: SharedSettings) -> dict[str, Any]:
     return record
 
 
-def run_all(specs: Sequence[RunSpec], shared: SharedSettings, jobs: int,
-            done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """Every run, `jobs` at a time; `done(record)` as each finishes."""
+def run_all(specs: Sequence[RunSpec], shared: SharedSettings, jobs: int, done: Callable[[dict[str, Any]], None],
+            work: Callable[[RunSpec, SharedSettings], dict[str, Any]] = run_one) -> list[dict[str, Any]]:
+    """Every run (`work`, run_one), `jobs` at a time; `done(record)` as each finishes, not when all have."""
     records = []
     if jobs == 1 or len(specs) <= 1:
         for spec in specs:
-            records.append(run_one(spec, shared))
+            records.append(work(spec, shared))
             done(records[-1])
         return records
     # spawn: a fresh interpreter per worker (forking a process that has started torch's threads can deadlock).
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread) as pool:
-        pending = {pool.submit(run_one, spec, shared) for spec in specs}
+        pending = {pool.submit(work, spec, shared) for spec in specs}
         try:
             while pending:
-                finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     records.append(future.result())
                     done(records[-1])

@@ -94,11 +94,24 @@ def split_file_name(kind: TaskKind, split: str) -> str:
 
 def write_splits(kind: TaskKind, splits: Splits, folder: Path) -> dict[str, Path]:
     """Each split in the task's own format under `folder`; returns split name -> file."""
-    files = {}
-    for name in SPLITS:
-        files[name] = folder / split_file_name(kind, name)
-        atomic_write_text(files[name], render(kind, getattr(splits, name)))
+    files = split_files(kind, folder)
+    write_split_texts(files, split_texts(kind, splits))
     return files
+
+
+def split_files(kind: TaskKind, folder: Path) -> dict[str, Path]:
+    """Split name -> its file under `folder`."""
+    return {name: folder / split_file_name(kind, name) for name in SPLITS}
+
+
+def split_texts(kind: TaskKind, splits: Splits) -> dict[str, str]:
+    """Split name -> the text of its file (the fingerprint is taken of these, before anything is written)."""
+    return {name: render(kind, getattr(splits, name)) for name in SPLITS}
+
+
+def write_split_texts(files: dict[str, Path], texts: dict[str, str]) -> None:
+    for name in SPLITS:
+        atomic_write_text(files[name], texts[name])
 
 
 def render(kind: TaskKind, examples: Sequence) -> str:
@@ -136,9 +149,10 @@ def written_data_spec(kind: TaskKind, splits: Splits) -> DataSpec:
                     format="jsonl")
 
 
-def files_fingerprint(files: dict[str, Path]) -> str:
-    """sha256 over the split files' bytes: what a finished run is keyed on, with the other settings."""
+def texts_fingerprint(texts: dict[str, str]) -> str:
+    """sha256 over the split files' bytes (UTF-8, as written): what a finished run is keyed on, with the other
+    settings."""
     digest = hashlib.sha256()
     for name in SPLITS:
-        digest.update(name.encode() + b"\0" + files[name].read_bytes() + b"\0")
+        digest.update(name.encode() + b"\0" + texts[name].encode("utf-8") + b"\0")
     return digest.hexdigest()

@@ -10,6 +10,7 @@ Reading order, the order a run goes:
     masking.py         15% of tokens chosen; 80% [MASK], 10% random, 10% unchanged (static or dynamic)
     shards.py          examples on disk, read back as a Dataset (`minibert prepare-pretraining`)
     objective.py       what the training loop asks: the MLM (+NSP) loss summed, held-out metrics
+    electra.py         the other objective: replaced-token detection (ELECTRA), its model, task and metrics
     recipes.py         named settings to start from (bert: the original; cpu: minutes on a laptop)
     initialisation.py  where a model from scratch starts (BERT's init, or attention that starts local)
     run.py             pretrain(): data prepared once, the model built, minibert.training.train, final/ written

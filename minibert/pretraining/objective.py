@@ -167,6 +167,11 @@ def describe_metrics(metrics: dict[str, float]) -> str:
     elif "mlm_unigram_accuracy" in metrics:
         parts[0] += f" (unigram guess {metrics['mlm_unigram_accuracy']:.1%})"
     parts.append(f"MLM loss {metrics['mlm_loss']:.3f}")
+    if "rtd_accuracy" in metrics:  # ELECTRA (minibert.pretraining.electra): the MLM figures are its generator's
+        parts[0] = "generator " + parts[0]
+        parts.append(f"replaced-token detection accuracy {metrics['rtd_accuracy']:.1%} (all-original guess "
+                     f"{1 - metrics['rtd_replaced_share']:.1%}), precision {metrics['rtd_precision']:.1%}, recall "
+                     f"{metrics['rtd_recall']:.1%}, AUC {metrics['rtd_auc']:.3f}")
     if "nsp_accuracy" in metrics:
         parts.append(f"NSP accuracy {metrics['nsp_accuracy']:.1%} (majority label {metrics['nsp_majority_accuracy']:.1%})")
     return "; ".join(parts)

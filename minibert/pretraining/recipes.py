@@ -36,6 +36,7 @@ class Recipe:
     training: dict[str, Any] = field(default_factory=dict)  # TrainingArguments fields
     vocab_size: int | None = None  # the WordPiece size it was measured with, learnt when no tokenizer is given
     init: str = "bert"  # how a model from scratch starts (minibert.pretraining.initialisation)
+    objective: str = "mlm"  # what it trains: "mlm" (masked LM, + NSP when the data has it) or "electra"
 
     def model_config(self, vocab_size: int) -> BertConfig:
         """The model to train from scratch, sized to the tokenizer's vocabulary (recipes with a model only)."""

@@ -17,7 +17,9 @@ Layout of `output_dir` after a run:
     data/train/        the training examples (see minibert.pretraining.shards)
     data/eval/         the held-out examples: documents the training set never contains
     checkpoints/, metrics.jsonl, curves.png   written by the training loop
-    final/             config.json, model.safetensors and the tokenizer: a complete Hugging Face checkpoint
+    final/             config.json, model.safetensors and the tokenizer: a complete Hugging Face checkpoint (with
+                       objective "electra": the discriminator, a plain BERT encoder, its head in rtd_head.safetensors,
+                       and the generator, a BertForMaskedLM with the tokenizer, in final/generator/)
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from minibert.config import PRESETS, BertConfig
 from minibert.pretraining.corpus import corpus_files, iter_documents, warnings_if_successful
+from minibert.pretraining.electra import (GENERATOR, Electra, ElectraForPreTraining, ElectraTask, build_electra,
+                                          electra_settings, initialise_electra)
 from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.initialisation import INITS, InitScheme, init_scheme, initialise
 from minibert.pretraining.shards import (PretrainingDataset, build_beside, collate_pretraining, move_prepared,
@@ -58,10 +62,11 @@ from minibert.training.processes import Processes, end_processes, on_main, start
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.pretraining.objective import PretrainingTask
 from minibert.pretraining.wordpiece import Reread, train_wordpiece
+from minibert.training import train_state
 from minibert.training.run_folder import check_output_dir, hold_output_dir
 from minibert.training.model_card import CARD_SETTINGS, ModelCard
 from minibert.plumbing.machine import machine_facts
-from minibert.training.task import to_device
+from minibert.training.task import Task, to_device
 
 logger = logging.getLogger("minibert")
 
@@ -284,8 +289,9 @@ def build_model(config: BertConfig, nsp: bool, init_from: PathLike | None, seed:
 
 
 # -- a wall-clock budget ------------------------------------------------------------------------------------------
-def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Dataset, eval_dataset: Dataset | None,
-                     args: TrainingArguments, collate_fn, device: torch.device, probe_steps: int = 3) -> int:
+def steps_for_budget(minutes: float, model: torch.nn.Module, task: Task, train_dataset: Dataset,
+                     eval_dataset: Dataset | None, args: TrainingArguments, collate_fn, device: torch.device,
+                     probe_steps: int = 3) -> int:
     """How many optimizer steps, with their evaluations, fit in `minutes`, from timing a few real steps on a copy
     of the model (after one untimed warm-up step) and one evaluation.
 
@@ -295,7 +301,7 @@ def steps_for_budget(minutes: float, model: torch.nn.Module, train_dataset: Data
     probe = copy.deepcopy(model).to(device).train()
     optimizer = build_optimizer(probe, args.learning_rate, args.weight_decay)
     # The loop's own step, on rank 0 alone (world 1: no collectives), with a scaler as the run would have one.
-    step = OptimizerStep(probe, PretrainingTask(), optimizer, linear_warmup_decay(optimizer, 0, probe_steps + 1),
+    step = OptimizerStep(probe, task, optimizer, linear_warmup_decay(optimizer, 0, probe_steps + 1),
                          torch.amp.GradScaler(device.type, enabled=args.precision == "fp16"),
                          precision_autocast(args.precision, device), device, 1, args.max_grad_norm)
     loader = iter(DataLoader(train_dataset, batch_size=args.per_device_batch_size, shuffle=True,
@@ -331,8 +337,12 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
              text_field: str = "text", eval_corpus: PathLike | Sequence[PathLike] | None = None,
              eval_fraction: float = 0.01, data_dir: PathLike | None = None, model: PathLike | BertConfig | None = None,
              init_from: PathLike | None = None, options: PretrainingOptions | None = None,
-             max_minutes: float | None = None, init: str | InitScheme = "bert") -> TrainResult:
+             max_minutes: float | None = None, init: str | InitScheme = "bert",
+             objective: str | Electra = "mlm") -> TrainResult:
     """Pretrain BERT (MLM + NSP, or MLM only when `options.nsp` is False) and write `args.output_dir/final`.
+    `objective` "electra" (or an Electra, to change its settings) pretrains by replaced-token detection instead
+    (minibert.pretraining.electra) on MLM-only data (options default to nsp=False), and final/ holds the
+    discriminator as a plain BERT encoder, the generator in final/generator/.
 
     Data: `corpus` (files or folders of `corpus_format`, see minibert.pretraining.corpus) is prepared with `options` into
     args.output_dir/data, once; or `data_dir` names data prepared earlier (by `prepare_data`). Held out: the
@@ -348,14 +358,20 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     """
     corpus, eval_corpus = _as_list(corpus), _as_list(eval_corpus)
     _check_choices(args, tokenizer, corpus, data_dir, model, init_from, options, max_minutes, init)
+    electra = electra_settings(objective)
     check_output_dir(args)  # before preparing data: a run that cannot start must not cost a preparation
+    if args.resume:
+        check_resumed_objective(Path(args.output_dir), "mlm" if electra is None else "electra")
     tokenizer = load_tokenizer(tokenizer if tokenizer is not None else init_from)
     config = checkpoint_config(init_from) if init_from is not None else model_config(model, tokenizer.vocab_size)
     if corpus:
-        options = options or PretrainingOptions()
+        options = options or PretrainingOptions(nsp=electra is None)
     else:
         options = PretrainingOptions(**read_meta(open_prepared(data_dir).train)["options"])
     check_compatible(config, tokenizer, options.max_seq_length)
+    if electra is not None and options.nsp:
+        raise TrainingError(f"{spelled('objective')} electra has no next-sentence prediction, but the data is made "
+                            "of NSP pairs; use MLM-only data (nsp=False; the --no-nsp flag)")
 
     def data() -> PreparedData:
         if not corpus:
@@ -368,9 +384,9 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
     try:
         with hold_output_dir(Path(args.output_dir), processes, check=lambda: check_output_dir(args)):
             result = _prepare_and_train(args, processes, data, tokenizer, config, options, init_from, max_minutes,
-                                        init)
+                                        init, electra)
             if processes.is_main:
-                write_model_card(result, args, corpus, data_dir, init_from)
+                write_model_card(result, args, corpus, data_dir, init_from, electra is not None)
     except BaseException:
         end_processes(processes, failed=True)
         raise
@@ -379,44 +395,67 @@ def pretrain(args: TrainingArguments, tokenizer: PathLike | BertTokenizer | None
 
 
 def write_model_card(result: TrainResult, args: TrainingArguments, corpus: list, data_dir: PathLike | None,
-                     init_from: PathLike | None) -> None:
-    """final/README.md: where the model came from, its data, its held-out metrics and how it was made."""
+                     init_from: PathLike | None, electra: bool = False) -> None:
+    """final/README.md: where the model came from, its data, its held-out metrics and how it was made (for ELECTRA,
+    final/ is the discriminator; its metrics are the generator's masked LM and the replaced-token detection)."""
     prepared = open_prepared(data_dir if data_dir is not None else result.output_dir / "data")
     counts = read_meta(prepared.train)["counts"]
     source = (", ".join(f"`{path}`" for path in corpus) if corpus else f"the data prepared in `{data_dir}`")
     data = (f"{source}: {counts['documents']:,} documents, {counts['examples']:,} training examples, "
             f"{counts['tokens']:,} tokens" + ("; documents held out for evaluation." if prepared.eval else "."))
     settings = {key: value for key, value in args.to_dict().items() if key in CARD_SETTINGS}
+    note = ("Held-out metrics after the last step: the generator's masked LM (mlm_*) and the discriminator's "
+            "replaced-token detection (rtd_*)." if electra else "Held-out masked-LM metrics after the last step.")
     ModelCard(task="pretraining", base_model=str(init_from) if init_from is not None else None, data=data,
-              metrics=result.final_metrics, metrics_note="Held-out masked-LM metrics after the last step.",
-              training=settings, steps=result.steps,
+              metrics=result.final_metrics, metrics_note=note, training=settings, steps=result.steps,
               machine=machine_facts(result.precision).describe()).write(result.output_dir / "final")
 
 
 def _prepare_and_train(args: TrainingArguments, processes: Processes, data, tokenizer: BertTokenizer,
                        config: BertConfig, options: PretrainingOptions, init_from: PathLike | None,
-                       max_minutes: float | None, init: str | InitScheme) -> TrainResult:
+                       max_minutes: float | None, init: str | InitScheme, electra: Electra | None) -> TrainResult:
     prepared = on_main(processes, data)
     train_dataset = PretrainingDataset(prepared.train, tokenizer=tokenizer)
     eval_dataset = PretrainingDataset(prepared.eval, tokenizer=tokenizer) if prepared.eval else None
     collate = functools.partial(collate_pretraining, pad_id=tokenizer.pad_id)
-    bert = build_model(config, options.nsp, init_from, args.seed)
-    if init_from is None:  # the weights drawn by build_model's seed, then the scheme's (same generator)
+    if electra is None:
+        bert, task = build_model(config, options.nsp, init_from, args.seed), PretrainingTask(tokenizer.mask_id)
+    else:
+        bert, task = build_electra(config, electra, init_from, args.seed), ElectraTask(tokenizer.mask_id)
+    if init_from is None:  # the weights drawn by the build's seed, then the scheme's (same generator)
         scheme = init_scheme(init)
-        initialise(bert, scheme, train_dataset.token_counts() if scheme.unigram_bias else None,
-                   train_dataset.cooccurrence_counts() if scheme.distributional_embeddings else None)
-    task = PretrainingTask(tokenizer.mask_id)
+        counts = train_dataset.token_counts() if scheme.unigram_bias else None
+        cooccurrence = train_dataset.cooccurrence_counts() if scheme.distributional_embeddings else None
+        (initialise if electra is None else initialise_electra)(bert, scheme, counts, cooccurrence)
     if max_minutes is not None:
         # The budget's timing needs the precision the run will use: resolve "auto" once, here.
         args = dataclasses.replace(args, precision=resolve_precision(
             args, bert.to(processes.device), task, train_dataset, collate, processes.device))
         budget = on_main(processes, lambda: steps_for_budget(
-            max_minutes, bert, train_dataset, eval_dataset, args, collate, processes.device))
+            max_minutes, bert, task, train_dataset, eval_dataset, args, collate, processes.device))
         args = dataclasses.replace(args, max_steps=min(budget, args.max_steps or budget))
     result = train(bert, task, train_dataset, eval_dataset, args, collate)
-    # final/ then loads on its own, in any library
-    on_main(processes, lambda: tokenizer.save_pretrained(result.output_dir / "final"))
+    final = result.output_dir / "final"
+
+    def save_tokenizer() -> None:  # final/ (and an ELECTRA generator's folder) then loads on its own, in any library
+        for folder in [final] + ([final / GENERATOR] if electra is not None else []):
+            tokenizer.save_pretrained(folder)
+
+    on_main(processes, save_tokenizer)
     return result
+
+
+def check_resumed_objective(output_dir: Path, objective: str) -> None:
+    """A resumed run trains what its checkpoint trained: another objective is refused before any data is prepared
+    (a checkpoint that does not record its model's class is left to the loop's own checks)."""
+    folder = train_state.find(output_dir)
+    saved = train_state.read_trainer(folder).get("model_class") if folder is not None else None
+    trained = {ElectraForPreTraining.__name__: "electra", BertForPreTraining.__name__: "mlm",
+               BertForMaskedLM.__name__: "mlm"}.get(saved)
+    if trained is not None and trained != objective:
+        raise TrainingError(f"{folder}: cannot resume with {spelled('objective')} {objective}, the checkpoint was "
+                            f"trained with {trained}; resume with {spelled('objective')} {trained}, or start a new "
+                            f"run ({spelled('overwrite_output_dir')}, or another {spelled('output_dir')})")
 
 
 def _as_list(paths: PathLike | Sequence[PathLike] | None) -> list[PathLike]:

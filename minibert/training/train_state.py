@@ -9,7 +9,7 @@ Layout:
                             that minibert's and transformers' from_pretrained load as it is
             training.pt     optimizer, LR scheduler, grad scaler, and the RNG states of every rank
             trainer.json    progress (step, epoch, step within the epoch, best metric), the data order (seed,
-                            examples per step, dataset size), the TrainingArguments and the model config
+                            examples per step, dataset size), the TrainingArguments, the model's class and config
         step-000030/        kept while it holds the best evaluation
 
 Atomicity: a checkpoint is written into a hidden temporary folder and renamed to step-NNNNNN (renaming a folder is
@@ -138,11 +138,12 @@ def _write_folder(folder: Path, name: str, model: nn.Module, optimizer, schedule
     tmp = folder / temp_name(name)
     try:
         os.mkdir(tmp, 0o777)  # inside the try: an interrupt right after it still removes it
-        write_model_files(model, tmp)
+        write_checkpoint_model(model, tmp)
         torch_save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(), "rng": rng}, tmp / "training.pt")
         trainer = {"state": asdict(state), "data_order": data_order, "world_size": processes.world_size,
-                   "args": args.to_dict(), "model_config": model.config.to_dict()}
+                   "args": args.to_dict(), "model_class": type(model).__name__,
+                   "model_config": model.config.to_dict()}
         atomic_write_text(tmp / "trainer.json", json.dumps(trainer, indent=2) + "\n")
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -176,6 +177,13 @@ def find(output_dir: Path, which: str = "last") -> Path | None:
     if not (folder / name).is_dir():
         raise CheckpointError(f"{path}: names {name}, which is missing")
     return folder / name
+
+
+def check_model_class(folder: Path, saved: str | None, current: str) -> None:
+    """The checkpoint must be of the model's class (None: a checkpoint from before the class was recorded)."""
+    if saved is not None and saved != current:
+        raise CheckpointError(f"{folder}: cannot resume, the checkpoint holds a {saved} and this run trains a "
+                              f"{current}")
 
 
 def check_model_config(folder: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -239,8 +247,20 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"{path}: cannot read ({type(e).__name__}: {reason[:200]})") from None
 
 
+def write_checkpoint_model(model: nn.Module, folder: Path) -> None:
+    """The model's files: model.safetensors + config.json, or a model's own layout when it is made of several
+    networks and says so (ELECTRA's `write_checkpoint_files`: its save_pretrained folder)."""
+    if hasattr(model, "write_checkpoint_files"):
+        model.write_checkpoint_files(folder)
+    else:
+        write_model_files(model, folder)
+
+
 def load_weights(folder: Path, model: nn.Module) -> None:
     """A checkpoint's weights into `model` (which must be the checkpoint's model: same tensors and shapes)."""
+    if hasattr(model, "load_checkpoint_files"):  # a model with its own layout (see write_checkpoint_model)
+        model.load_checkpoint_files(folder)
+        return
     if (folder / MODEL_FILE).is_file() or not (folder / LEGACY_MODEL_FILE).is_file():
         load_exact(model, folder / MODEL_FILE)
         return
@@ -270,6 +290,7 @@ def load(folder: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     """Restore everything `save` wrote into the model, optimizer, scheduler, scaler and RNGs; return the state and
     the run's saved TrainingArguments (as a dict)."""
     trainer = read_trainer(folder)
+    check_model_class(folder, trainer.get("model_class"), type(model).__name__)
     check_model_config(folder, trainer["model_config"], model.config.to_dict())
     check_data_order(folder, trainer["data_order"], data_order)
     training = _torch_load(folder / "training.pt")

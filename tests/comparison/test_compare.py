@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from minibert.cli.main import main
 from minibert.comparison import arms, runs
 from minibert.comparison.baseline import check_available, tfidf_baseline
-from minibert.comparison.compare import compare, summarise
+from minibert.comparison.compare import compare, located, summarise
+from minibert.comparison.report import caption
 from minibert.comparison.runs import RunSpec, SharedSettings, plan, run_one
 from minibert.comparison.splits import make_splits, write_splits
 from minibert.config import BertConfig
@@ -147,6 +148,18 @@ def test_compare_writes_every_run_the_summary_and_the_plot(compared):
         assert {"accuracy", "loss"} <= set(run["test"]) and {"accuracy", "loss"} <= set(run["validation"]), run
 
 
+def test_the_figure_names_the_machine_and_results_json_absolute_paths(compared, reviews, monkeypatch):
+    text = caption(compared)
+    machine = compared.machine
+    for fact in (machine["cpu"], f"capability {machine['cpu_capability']}", f"{machine['threads']} thread(s)",
+                 f"precision {machine['precision']}", "seeds 0 1", f"{compared.splits['test']} test examples"):
+        assert fact in text, f"the figure's caption should name {fact!r}: {text}"
+    monkeypatch.chdir(reviews.parent)
+    assert located(reviews.name) == str(reviews.resolve()), "a relative data path is recorded absolute"
+    assert located("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2", \
+        "a hub id is recorded as given"
+
+
 def test_chosen_rates_and_reported_scores_follow_the_records(compared):
     for arm, summary in compared.summary["arms"].items():
         mine = [r for r in compared.runs if r["arm"] == arm]
@@ -183,7 +196,16 @@ def test_finished_runs_are_reused(compared, pretrained, reviews, monkeypatch, ca
     assert "reusing 8 finished run(s)" in capsys.readouterr().out
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 def test_runs_with_other_settings_are_refused_not_reused(compared, pretrained, reviews):
+    before = folder_bytes(compared.output_dir)
+    with pytest.raises(MinibertError, match=r"other settings \(splits_sha256 "):
+        compare(pretrained, "classification", reviews, compared.output_dir, split_seed=1, **GRID, **TRAINING)
+    assert folder_bytes(compared.output_dir) == before, \
+        "a refused comparison should leave the folder as it was (its splits and random-init copies included)"
     changed = {**TRAINING, "num_epochs": 3}
     with pytest.raises(MinibertError, match=r"holds a run with other settings \(training\.num_epochs 2 -> 3\); "
                                             r"give rerun_changed"):
@@ -274,6 +296,34 @@ def test_cli_end_to_end_with_two_jobs(pretrained, reviews, tmp_path, capsys):
     assert main(["compare", str(pretrained), "--task", "classification", "--train", str(reviews),
                  "--output-dir", str(tmp_path), *QUICK]) == 0
     assert "reusing 8 finished run(s)" in capsys.readouterr().out, "a second run should reuse the first's"
+
+
+def finish_when_told(spec: RunSpec, shared: SharedSettings) -> dict:
+    """A stand-in for run_one in a worker process: "first" finishes at once, "second" only once the parent has
+    reported "first" (it writes spec.folder), or after a minute."""
+    import time
+    if spec.arm == "second":
+        for _ in range(600):
+            if Path(spec.folder).exists():
+                return {"arm": spec.arm, "waited": False}
+            time.sleep(0.1)
+        return {"arm": spec.arm, "waited": True}
+    return {"arm": spec.arm}
+
+
+def test_parallel_runs_are_reported_as_each_finishes_not_at_the_end(tmp_path):
+    flag = tmp_path / "first reported"
+    specs = [RunSpec("first", "", 0, 1e-3, str(flag), {}), RunSpec("second", "", 0, 1e-3, str(flag), {})]
+    shared = SharedSettings("classification", {}, DataSpec(), 32, None, None, 0, {})
+    reported = []
+
+    def done(record):
+        reported.append(record["arm"])
+        flag.touch()
+    records = runs.run_all(specs, shared, 2, done, work=finish_when_told)
+    assert reported == ["first", "second"], reported
+    second = next(record for record in records if record["arm"] == "second")
+    assert second["waited"] is False, "the first run's line should be printed while the second still runs"
 
 
 def one_class(tmp_path: Path) -> list[str]:
