@@ -79,7 +79,7 @@ def print_cloze(model: BertForMaskedLM, tokenizer: BertTokenizer) -> int:
     """Fill-mask on CLOZE; returns how many sentences have an accepted word in the top 5."""
     hits = 0
     for sentence, accepted in CLOZE:
-        guesses = fill_mask(model, tokenizer, sentence, top_k=5)[0]
+        guesses = fill_mask(model, sentence, tokenizer=tokenizer, top_k=5)[0]
         hit = any(token in accepted for token, _ in guesses)
         hits += hit
         print(f"  {'+' if hit else ' '} {sentence:<52} " + "  ".join(f"{token} ({p:.2f})" for token, p in guesses))

@@ -78,3 +78,21 @@ def test_the_pretraining_corpus_never_holds_a_held_out_sentence(tmp_path):
     written_at = path.stat().st_mtime_ns
     corpus.write_corpus(path)
     assert path.stat().st_mtime_ns == written_at, "an unchanged corpus should not be rewritten"
+
+
+def test_the_demo_fills_its_cloze_sentences_with_a_real_model(tmp_path, capsys):
+    """print_cloze runs fill-mask on each review sentence through the library's fill_mask (a tiny untrained
+    model: the guesses are noise, the calls and the count are what is checked)."""
+    import torch
+    from finetuning.test_run import TINY, VOCAB
+    from minibert.config import BertConfig
+    from minibert.model import BertForMaskedLM
+    demo = load_demo()
+    (tmp_path / "vocab.txt").write_text("".join(token + "\n" for token in VOCAB), encoding="utf-8")
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(**TINY)).eval()
+    hits = demo.print_cloze(model, BertTokenizer.from_vocab(tmp_path / "vocab.txt"))
+    printed = capsys.readouterr().out
+    assert 0 <= hits <= len(demo.CLOZE)
+    assert printed.count("[MASK]") == len(demo.CLOZE), printed
+    assert f"{hits} of {len(demo.CLOZE)} sentences" in printed
