@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from minibert.pretraining.cooccurrence import WINDOW, cooccurrence_counts, sum_by_key
 from minibert.pretraining.masking import Masker, subword_table
 from minibert.pretraining.examples import (CreationCounts, PretrainingExample, PretrainingOptions,
                                            check_tokenizer, example_features, generate_examples)
@@ -281,9 +282,28 @@ class PretrainingDataset(Dataset):
             counts += np.bincount(arrays["input_ids"], minlength=vocab)
             if not self.options.dynamic_masking:
                 counts += np.bincount(arrays["masked_ids"], minlength=vocab)
-        special = self.meta["special_ids"]
-        counts[[special["cls"], special["sep"], special["pad"], special["mask"]]] = 0
+        counts[self._special_ids()] = 0
         return counts
+
+    def cooccurrence_counts(self, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+        """How often each pair of vocabulary ids occurs within `window` positions in the stored examples, a pair
+        d apart counting 1/d; specials excluded (see minibert.pretraining.cooccurrence). With static masking the
+        ids shown at masked positions are counted as they are ([MASK] is excluded; 1 in 5 is a random or the
+        same id)."""
+        keys, weights = [], []
+        for shard in range(len(self.meta["shards"])):
+            arrays = self._shard(shard)
+            shard_keys, shard_weights = cooccurrence_counts(np.asarray(arrays["input_ids"]),
+                                                            np.asarray(arrays["offsets"]), self.meta["vocab_size"],
+                                                            self._special_ids(), window)
+            keys.append(shard_keys)
+            weights.append(shard_weights)
+        return sum_by_key(np.concatenate(keys), np.concatenate(weights))
+
+    def _special_ids(self) -> list[int]:
+        """[CLS], [SEP], [PAD] and [MASK]: ids that are not text."""
+        special = self.meta["special_ids"]
+        return [special["cls"], special["sep"], special["pad"], special["mask"]]
 
 
 def collate_pretraining(examples: Sequence[dict[str, torch.Tensor]], pad_id: int = 0) -> dict[str, torch.Tensor]:
