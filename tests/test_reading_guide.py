@@ -10,7 +10,7 @@ from pathlib import Path
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "reading-guide.md"
 NAME = re.compile(r"`((?:\w+/)*\w+\.py): ([\w.]+)`")
 STOPS = ["Tokenizer", "Embeddings", "Attention", "The layer", "The encoder", "Heads", "Losses", "Data",
-         "The training loop"]
+         "The training loop", "What pretraining changed"]
 
 
 def named_objects(text: str) -> list[tuple[str, str]]:

@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     model.add_argument("--init-from", metavar="CKPT",
                        help="continue pretraining a checkpoint, folder or hub id (default: none, from scratch)")
     p.add_argument("--init", choices=sorted(INITS), help="how a model from scratch starts (default: the recipe's; bert: "
-                   "BERT's initialisation; local-attention: attention starts local, see minibert.pretraining.initialisation)")
+                   "BERT's initialisation; local-attention: attention starts local; distributional: local-attention with word "
+                   "embeddings from the corpus's co-occurrences; see minibert.pretraining.initialisation)")
     p.add_argument("--objective", choices=OBJECTIVES,
                    help="what pretraining learns (default: the recipe's, else mlm); mlm: masked LM, plus next-sentence "
                         "prediction when the data has pairs; electra: replaced-token detection (Clark et al. 2020) on "

@@ -25,15 +25,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from minibert.plumbing.atomic_files import check_output_folder
     from minibert.pretraining.corpus import CorpusStats, iter_documents
-    from minibert.pretraining.wordpiece import train_wordpiece
+    from minibert.pretraining.wordpiece import Reread, train_wordpiece
     from minibert.pretraining.corpus import warnings_if_successful
     from minibert.tokenizer import TOKENIZER_FILES
     check_output_folder(Path(args.output), "--output", inputs=args.corpus, writes=TOKENIZER_FILES,
                         overwrite=("--overwrite", args.overwrite))
-    stats = CorpusStats()
+    passes: list[CorpusStats] = []  # the corpus is read twice; the last pass's counts are the corpus's
+
+    def documents():
+        passes.append(CorpusStats())
+        return iter_documents(args.corpus, args.format, text_field=args.text_field, stats=passes[-1])
     with warnings_if_successful():
-        documents = iter_documents(args.corpus, args.format, text_field=args.text_field, stats=stats)
-        tokenizer = train_wordpiece(documents, args.vocab_size, args.lowercase, args.min_frequency)
+        tokenizer = train_wordpiece(Reread(documents), args.vocab_size, args.lowercase, args.min_frequency)
+    stats = passes[-1]
     tokenizer.save_pretrained(args.output)
     print(f"{tokenizer.vocab_size} tokens learnt from {stats.documents} documents ({stats.sentences} sentences); "
           f"saved to {args.output}")

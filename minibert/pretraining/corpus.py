@@ -61,12 +61,16 @@ _DOTTED = re.compile(r"(?:[^\W\d_]\.)*[^\W\d_]")  # "e.g", "i.e", "U.S", or a si
 @contextmanager
 def warnings_if_successful() -> Iterator[None]:
     """Hold back the block's warnings until it succeeds. When it fails, its error says what went wrong, and the
-    warnings that led there ("a.txt: no documents in this file", then the error "empty corpus") only repeat it."""
+    warnings that led there ("a.txt: no documents in this file", then the error "empty corpus") only repeat it.
+    A warning repeated word for word is shown once."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
-    for warning in caught:
-        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    shown = set()
+    for warning in caught:  # once each: a vocabulary is learnt in two passes over the corpus
+        if (str(warning.message), warning.category) not in shown:
+            shown.add((str(warning.message), warning.category))
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def split_sentences(text: str) -> list[str]:

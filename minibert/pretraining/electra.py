@@ -281,11 +281,12 @@ def build_electra(config: BertConfig, settings: Electra, init_from: str | os.Pat
 
 
 @torch.no_grad()
-def initialise_electra(model: ElectraForPreTraining, scheme: InitScheme, token_counts=None) -> None:
+def initialise_electra(model: ElectraForPreTraining, scheme: InitScheme, token_counts=None,
+                       cooccurrence=None) -> None:
     """A from-scratch initialisation scheme (minibert.pretraining.initialisation) applied to both networks: on the
-    generator as on a BertForMaskedLM (the shared position embeddings, its attention, its MLM bias), then the
-    discriminator's attention the same way."""
-    initialise(model.generator, scheme, token_counts)
+    generator as on a BertForMaskedLM (the shared word and position embeddings, its attention, its MLM bias), then
+    the discriminator's attention the same way."""
+    initialise(model.generator, scheme, token_counts, cooccurrence)
     if scheme.query_equals_key:
         discriminator_only = InitScheme(query_equals_key=True)
         initialise(_EncoderView(model.config, model.discriminator), discriminator_only)

@@ -1,4 +1,4 @@
-"""Where a BERT pretrained from scratch starts. Either scheme leaves a plain BERT (the same modules, the same
+"""Where a BERT pretrained from scratch starts. Every scheme leaves a plain BERT (the same modules, the same
 checkpoint keys, trained the same way); only the starting values differ.
 
 "bert": BERT's own initialisation (model.py `post_init`): normal(0, 0.02) weights, zero biases.
@@ -18,6 +18,15 @@ hours (docs/pretraining-recipe.md measures each):
    not spent learning the unigram distribution, which Adam's bounded steps make slow for a bias that must reach
    -10 or below for rare tokens ("initialise the last layer's bias to the base rates", Karpathy 2019, "A Recipe
    for Training Neural Networks").
+
+"distributional": "local-attention", and a fourth change that makes pretraining pay off downstream:
+
+4. The word embeddings start as distributional word vectors of the training text (minibert.pretraining.cooccurrence:
+   co-occurrence counts, PPMI, truncated SVD; about a minute of CPU for 7 million tokens), each scaled to norm
+   WORD_VECTOR_SCALE * sqrt(D). Masked-LM training alone moves a small model's embeddings little in a CPU budget:
+   a logistic regression on the mean of its word vectors tells positive from negative movie reviews no better
+   than random vectors do; started from these, fine-tuning starts from a vocabulary arranged by meaning
+   (docs/pretraining-recipe.md measures the payoff). Tokens that occur in no pair keep BERT's random rows.
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ import torch
 from torch import nn
 
 from minibert.errors import ConfigError
+from minibert.pretraining.cooccurrence import ppmi_vectors
 
 POSITION_SCALE = 0.1  # sinusoid amplitude: 5x the std of BERT's other embeddings (0.02)
+WORD_VECTOR_SCALE = 0.1  # a distributional word vector's norm over sqrt(D): 5x a BERT-initialised row's
 SELF_SCORE = 10.0  # a token's attention score for itself at the start, as softmax sees it
 
 
@@ -42,9 +53,11 @@ class InitScheme:
     sinusoidal_positions: bool = False
     query_equals_key: bool = False
     unigram_bias: bool = False
+    distributional_embeddings: bool = False
 
 
-INITS = {"bert": InitScheme(), "local-attention": InitScheme(True, True, True)}
+INITS = {"bert": InitScheme(), "local-attention": InitScheme(True, True, True),
+         "distributional": InitScheme(True, True, True, True)}
 
 
 def sinusoids(positions: int, width: int) -> torch.Tensor:
@@ -66,10 +79,12 @@ def init_scheme(init: str | InitScheme) -> InitScheme:
 
 
 @torch.no_grad()
-def initialise(model: nn.Module, init: str | InitScheme, token_counts: np.ndarray | None = None) -> None:
+def initialise(model: nn.Module, init: str | InitScheme, token_counts: np.ndarray | None = None,
+               cooccurrence: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     """Apply `init` (a name from INITS, or a scheme) to a freshly built BertForPreTraining or BertForMaskedLM.
     Seed torch first: the query/key draws use its generator. `token_counts` (one count per vocabulary id,
-    specials excluded) is needed for the unigram bias."""
+    specials excluded) is needed for the unigram bias, `cooccurrence` (PretrainingDataset.cooccurrence_counts)
+    for the distributional word vectors."""
     scheme = init_scheme(init)
     config, bert = model.config, model.bert
     if scheme.sinusoidal_positions:
@@ -86,6 +101,14 @@ def initialise(model: nn.Module, init: str | InitScheme, token_counts: np.ndarra
         if token_counts is None:
             raise ConfigError("the unigram bias needs the training data's token counts")
         model.mlm.bias.copy_(unigram_log_frequencies(token_counts))
+    if scheme.distributional_embeddings:
+        if cooccurrence is None:
+            raise ConfigError("the distributional word vectors need the training data's co-occurrence counts")
+        words = bert.embeddings.word_embeddings.weight  # (V, D)
+        vectors = ppmi_vectors(*cooccurrence, vocab_size=words.shape[0], width=words.shape[1])  # (V, D)
+        norms = vectors.norm(dim=1, keepdim=True)  # (V, 1)
+        seen = norms.squeeze(1) > 0
+        words[seen] = vectors[seen] / norms[seen] * WORD_VECTOR_SCALE * math.sqrt(words.shape[1])
 
 
 def unigram_log_frequencies(token_counts: np.ndarray) -> torch.Tensor:

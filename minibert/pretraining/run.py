@@ -62,7 +62,7 @@ from minibert.training.optim import build_optimizer, linear_warmup_decay
 from minibert.training.processes import Processes, end_processes, on_main, start_processes
 from minibert.training.precision import autocast as precision_autocast, resolve_precision
 from minibert.pretraining.objective import PretrainingTask
-from minibert.pretraining.wordpiece import train_wordpiece
+from minibert.pretraining.wordpiece import Reread, train_wordpiece
 from minibert.training import train_state
 from minibert.training.run_folder import RUN_OUTPUTS, check_output_dir, check_spares_inputs, hold_output_dir
 from minibert.training.model_card import CARD_SETTINGS, ModelCard
@@ -164,10 +164,10 @@ def learn_tokenizer(corpus: Sequence[PathLike], vocab_size: int, folder: PathLik
     if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == source:
         return BertTokenizer.from_pretrained(folder)
     with warnings_if_successful():  # an empty file's warning would only repeat the error an empty corpus raises
-        documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
-        if eval_fraction:
-            documents = split_documents(documents, False, eval_fraction, seed)
-        tokenizer = train_wordpiece(documents, vocab_size)
+        def training_documents():
+            documents = iter_documents(corpus, format=corpus_format, text_field=text_field)
+            return split_documents(documents, False, eval_fraction, seed) if eval_fraction else documents
+        tokenizer = train_wordpiece(Reread(training_documents), vocab_size)
     tokenizer.save_pretrained(folder)
     atomic_write_text(record, json.dumps(source, indent=2) + "\n")
     return tokenizer
@@ -428,7 +428,8 @@ def _prepare_and_train(args: TrainingArguments, processes: Processes, data, toke
     if init_from is None:  # the weights drawn by the build's seed, then the scheme's (same generator)
         scheme = init_scheme(init)
         counts = train_dataset.token_counts() if scheme.unigram_bias else None
-        (initialise if electra is None else initialise_electra)(bert, scheme, counts)
+        cooccurrence = train_dataset.cooccurrence_counts() if scheme.distributional_embeddings else None
+        (initialise if electra is None else initialise_electra)(bert, scheme, counts, cooccurrence)
     if max_minutes is not None:
         # The budget's timing needs the precision the run will use: resolve "auto" once, here.
         args = dataclasses.replace(args, precision=resolve_precision(

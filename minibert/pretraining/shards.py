@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from minibert.pretraining.cooccurrence import WINDOW, cooccurrence_counts, sum_by_key
 from minibert.pretraining.masking import Masker, subword_table
 from minibert.pretraining.examples import (CreationCounts, PretrainingExample, PretrainingOptions,
                                            check_tokenizer, example_features, generate_examples)
@@ -188,6 +189,10 @@ class PretrainingDataset(Dataset):
     (pickling a memmap would copy it). Call `set_epoch` each epoch so dynamic masking draws new masks.
     """
 
+    # Dynamic masking draws from a generator seeded by (seed, epoch, index), never from the global ones, so the
+    # training loop need not seed those for each example (minibert.training.batches.SeededExamples).
+    seeds_its_examples = True
+
     def __init__(self, folder: str | os.PathLike, epoch: int = 0, tokenizer: BertTokenizer | None = None):
         self.folder = Path(folder)
         self.meta = read_meta(self.folder)
@@ -277,9 +282,28 @@ class PretrainingDataset(Dataset):
             counts += np.bincount(arrays["input_ids"], minlength=vocab)
             if not self.options.dynamic_masking:
                 counts += np.bincount(arrays["masked_ids"], minlength=vocab)
-        special = self.meta["special_ids"]
-        counts[[special["cls"], special["sep"], special["pad"], special["mask"]]] = 0
+        counts[self._special_ids()] = 0
         return counts
+
+    def cooccurrence_counts(self, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray]:
+        """How often each pair of vocabulary ids occurs within `window` positions in the stored examples, a pair
+        d apart counting 1/d; specials excluded (see minibert.pretraining.cooccurrence). With static masking the
+        ids shown at masked positions are counted as they are ([MASK] is excluded; 1 in 5 is a random or the
+        same id)."""
+        keys, weights = [], []
+        for shard in range(len(self.meta["shards"])):
+            arrays = self._shard(shard)
+            shard_keys, shard_weights = cooccurrence_counts(np.asarray(arrays["input_ids"]),
+                                                            np.asarray(arrays["offsets"]), self.meta["vocab_size"],
+                                                            self._special_ids(), window)
+            keys.append(shard_keys)
+            weights.append(shard_weights)
+        return sum_by_key(np.concatenate(keys), np.concatenate(weights))
+
+    def _special_ids(self) -> list[int]:
+        """[CLS], [SEP], [PAD] and [MASK]: ids that are not text."""
+        special = self.meta["special_ids"]
+        return [special["cls"], special["sep"], special["pad"], special["mask"]]
 
 
 def collate_pretraining(examples: Sequence[dict[str, torch.Tensor]], pad_id: int = 0) -> dict[str, torch.Tensor]:

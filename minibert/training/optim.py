@@ -34,7 +34,17 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=learning_rate, betas=BETAS, eps=EPS)
+    """AdamW over `parameter_groups`, with the fused update where this torch has one for the parameters' device.
+
+    Fused: one kernel per tensor does the whole update, where the default (foreach) makes a pass over all the
+    weights per operation; the arithmetic is AdamW's either way (the two differ by float rounding). Measured
+    (benchmarks/results/pretraining_throughput.md): the cpu recipe's model (2 layers, hidden 128, a 16k
+    vocabulary), one CPU thread: 5 against 13 CPU ms per update, ~4% of a 211 ms training step."""
+    groups = parameter_groups(model, weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=BETAS, eps=EPS, fused=True)
+    except RuntimeError:  # no fused kernel for this device in this torch (CPU before torch 2.4)
+        return torch.optim.AdamW(groups, lr=learning_rate, betas=BETAS, eps=EPS)
 
 
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
@@ -60,4 +70,6 @@ def set_schedule(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, learning
         group["initial_lr"] = learning_rate
         group["lr"] = learning_rate * factor(scheduler.last_epoch)
     optimizer.param_groups[0]["weight_decay"] = weight_decay  # the decayed group (see parameter_groups)
+    for group in optimizer.param_groups:  # the update's implementation is this run's choice (build_optimizer) too
+        group["fused"], group["foreach"] = optimizer.defaults["fused"], optimizer.defaults["foreach"]
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

@@ -97,9 +97,9 @@ def vocab(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("flags, init, model", [
-    ([], "local-attention", "recipe"),
+    ([], "distributional", "recipe"),
     (["--init", "bert"], "bert", "recipe"),
-    (["--preset", "tiny"], "local-attention", "tiny"),
+    (["--preset", "tiny"], "distributional", "tiny"),
     (["--preset", "tiny", "--init", "bert"], "bert", "tiny"),
     (["--init-from", "some/checkpoint"], "bert", None),
 ])

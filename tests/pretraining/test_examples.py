@@ -20,6 +20,7 @@ from minibert.pretraining.shards import PretrainingDataset, collate_pretraining,
 from minibert.errors import DataError
 from minibert.model import IGNORE_INDEX
 from minibert.tokenizer import BertTokenizer
+from minibert.training.batches import EpochBatches, train_loader
 
 
 # -- masking ----------------------------------------------------------------------------------------------------
@@ -223,6 +224,38 @@ def test_dynamic_masks_change_per_epoch_and_reproduce(tmp_path, tokenizer, make_
     assert changed > 0.9, f"only {changed:.2f} of examples got new masks in a new epoch"
     worker_copy = pickle.loads(pickle.dumps(repeat))
     assert torch.equal(worker_copy[0]["input_ids"], repeat[0]["input_ids"]), "a pickled dataset must reopen its files"
+
+
+def test_the_loops_batches_of_dynamic_masks_are_the_same_with_workers_and_without_global_seeding(
+        tmp_path, tokenizer, make_documents):
+    """PretrainingDataset seeds its own masks (seeds_its_examples), so the loop reads it without seeding the global
+    generators per example: the batches are those of the seeded path, with or without a worker process, and the
+    global generators are left as they were."""
+    folder = prepare(tmp_path, "data", make_documents(12, 4, 8, seed=11), tokenizer, max_seq_length=48,
+                     dupe_factor=1, dynamic_masking=True, nsp=False)
+    dataset = PretrainingDataset(folder, epoch=2)
+    assert dataset.seeds_its_examples, "dynamic masking draws from its own generator"
+
+    def batches(data, workers):
+        order = EpochBatches(len(data), micro_batch=4, accumulation=1, rank=0, world_size=1, seed=0, epoch=2)
+        return list(train_loader(data, collate_pretraining, order, num_workers=workers, pin_memory=False))
+
+    class GloballySeeded(torch.utils.data.Dataset):  # the same dataset, read under seeded_rngs like any other
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, index):
+            return dataset[index]
+
+    torch.manual_seed(5)
+    untouched = torch.get_rng_state()
+    fast, seeded, with_worker = batches(dataset, 0), batches(GloballySeeded(), 0), batches(dataset, 1)
+    assert torch.equal(torch.get_rng_state(), untouched), "reading must leave torch's global generator alone"
+    assert len(fast) == len(seeded) == len(with_worker) > 2, "the test should cover several batches"
+    for step, (a, b, c) in enumerate(zip(fast, seeded, with_worker)):
+        for name in a:
+            assert torch.equal(a[name], b[name]), f"batch {step}: {name} differs from the globally seeded path"
+            assert torch.equal(a[name], c[name]), f"batch {step}: {name} differs with a worker process"
 
 
 def test_collate_pads_to_the_longest(tokenizer, make_documents):

@@ -170,3 +170,21 @@ def test_time_budget_with_auto_precision_probes_once(tmp_path, corpus, tokenizer
     choices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("precision auto -> ")]
     assert len(choices) == 1, f"the budget's timing and the run should share one probe: {choices}"
     assert 1 <= result.steps < 100_000, f"a 1.2 s budget should stop well before the cap, ran {result.steps} steps"
+
+
+def test_the_distributional_initialisation_runs_end_to_end(tmp_path, corpus, tokenizer):
+    """init="distributional" counts co-occurrences in the prepared training data and starts the word embeddings
+    from their PPMI vectors (the saved model, after one step at a negligible learning rate, still points along
+    them)."""
+    from minibert.pretraining.cooccurrence import ppmi_vectors
+    from minibert.pretraining.shards import PretrainingDataset
+    result = pretrain(training_args(tmp_path, max_steps=1, eval_every=0, save_every=0, learning_rate=1e-9),
+                      tokenizer, corpus=corpus, model=tiny_config(tokenizer.vocab_size), options=OPTIONS,
+                      eval_fraction=0.2, init="distributional")
+    words = BertForPreTraining.from_pretrained(result.output_dir / "final").bert.embeddings.word_embeddings.weight
+    counts = PretrainingDataset(tmp_path / "data" / "train").cooccurrence_counts()
+    expected = ppmi_vectors(*counts, vocab_size=tokenizer.vocab_size, width=32)
+    seen = expected.norm(dim=1) > 0
+    assert seen.sum() > 20, "the corpus's words should have co-occurrence vectors"
+    cosine = torch.nn.functional.cosine_similarity(words[seen], expected[seen], dim=1)
+    assert cosine.min() > 0.999, f"word embeddings should start along the corpus's PPMI vectors (min {cosine.min():.4f})"

@@ -21,3 +21,23 @@ def test_counts_are_the_text_tokens(tmp_path, tokenizer, make_documents, dynamic
     assert counts.sum() <= text.sum() * 1.05, "examples hold at most the text (truncation drops some)"
     if dynamic:
         assert (counts <= text).all(), "unmasked examples can only hold tokens of the text"
+
+
+def test_cooccurrence_counts_are_those_of_the_stored_examples(tmp_path, tokenizer, make_documents):
+    """The dataset's counts equal counting its examples one by one, specials left out (the distributional
+    initialisation's input)."""
+    from minibert.pretraining.cooccurrence import cooccurrence_counts
+    documents = make_documents(30, 2, 4)
+    options = PretrainingOptions(max_seq_length=32, dupe_factor=1, nsp=False, dynamic_masking=True)
+    prepare_pretraining_data(documents, tokenizer, tmp_path, options)
+    dataset = PretrainingDataset(tmp_path, tokenizer=tokenizer)
+    keys, weights = dataset.cooccurrence_counts(window=3)
+    specials = [tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id, tokenizer.mask_id]
+    expected: dict[int, float] = {}
+    for index in range(len(dataset)):
+        ids = dataset.example(index).input_ids
+        for key, weight in zip(*cooccurrence_counts(ids, np.array([0, len(ids)]), tokenizer.vocab_size, specials, 3)):
+            expected[int(key)] = expected.get(int(key), 0.0) + float(weight)
+    assert dict(zip(keys.tolist(), weights.tolist())) == pytest.approx(expected), \
+        "shard-wide counts should equal the sum of per-example counts"
+    assert not any(k // tokenizer.vocab_size in specials or k % tokenizer.vocab_size in specials for k in keys)

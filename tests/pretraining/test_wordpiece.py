@@ -1,11 +1,14 @@
 """WordPiece training: BERT's special-token ids, save/load round trip, and agreement with transformers."""
 
 import itertools
+import json
+import subprocess
+import sys
 
 import pytest
 
 from minibert.pretraining.corpus import iter_documents
-from minibert.pretraining.wordpiece import train_wordpiece
+from minibert.pretraining.wordpiece import Reread, train_wordpiece
 from minibert.errors import DataError
 from minibert.tokenizer import BertTokenizer
 
@@ -61,3 +64,35 @@ def test_errors():
         train_wordpiece([], vocab_size=100)
     with pytest.raises(DataError, match="vocab_size 5"):
         train_wordpiece([["Some text."]], vocab_size=5)
+
+
+def test_the_same_corpus_gives_the_same_vocabulary_every_time():
+    """The trainer of `tokenizers` numbers `##` continuations in hash-map order, which changes between runs and
+    breaks ties between merges differently (huggingface/tokenizers#1794): 40 trainings on this text gave 40
+    different vocabularies before train_wordpiece named the continuations first. The whole id mapping must repeat,
+    here and in a fresh process (another hash seed)."""
+    documents = [["wel come to the tok en izers libr ary.", "the capital of france is paris, a city of cafes."]]
+    vocabularies = {tuple(sorted(train_wordpiece(documents, 60, min_frequency=1).backend.get_vocab().items()))
+                    for _ in range(20)}
+    assert len(vocabularies) == 1, f"{len(vocabularies)} different vocabularies from 20 trainings on one corpus"
+    script = ("import json; from minibert.pretraining.wordpiece import train_wordpiece; "
+              f"print(json.dumps(train_wordpiece({documents!r}, 60, min_frequency=1).backend.get_vocab()))")
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert json.loads(other) == dict(next(iter(vocabularies))), "another process learnt another vocabulary"
+
+
+def test_continuation_pieces_are_ordinary_pieces_of_the_learnt_tokenizer():
+    """Named as special tokens for the trainer only: the tokenizer splits and decodes `##` pieces as usual."""
+    tokenizer = train_wordpiece([["unbelievable unbelievably believable believe"]] * 3, 60, min_frequency=1)
+    ids = tokenizer.backend.encode("believablyunbelievable", add_special_tokens=False).ids
+    pieces = [tokenizer.backend.id_to_token(i) for i in ids]
+    assert any(piece.startswith("##") for piece in pieces), pieces
+    assert tokenizer.backend.decode(ids) == "believablyunbelievable", "continuation pieces must not be dropped as special"
+    assert "##y" in tokenizer.backend.get_vocab(), "every character that continues a word has its ## piece"
+
+
+def test_a_one_pass_iterator_and_a_list_learn_the_same_vocabulary():
+    documents = [["the film was good.", "a good film, a great film."], ["the plot was thin."]] * 4
+    from_list = train_wordpiece(documents, 80, min_frequency=1).backend.get_vocab()
+    assert train_wordpiece(iter(documents), 80, min_frequency=1).backend.get_vocab() == from_list
+    assert train_wordpiece(Reread(lambda: iter(documents)), 80, min_frequency=1).backend.get_vocab() == from_list

@@ -4,7 +4,7 @@ import pytest
 import torch
 from synthetic_training import MASK_ID, VOCAB, SyntheticPretraining, stack, tiny_model
 
-from minibert.model import (BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification,
+from minibert.model import (BertForMaskedLM, BertForPreTraining, BertForQuestionAnswering, BertForSequenceClassification,
                             BertForTokenClassification)
 from minibert.finetuning.objective import QuestionAnsweringTask, SequenceClassificationTask, TokenClassificationTask
 from minibert.pretraining.objective import MaskedLMTally, PretrainingTask
@@ -77,6 +77,36 @@ def test_mlm_only_with_a_masked_lm_model():
     terms = PretrainingTask().loss_terms(model, batch)
     assert set(terms) == {"mlm"}, f"a batch without next_sentence_label gives only the mlm term, got {set(terms)}"
     assert terms["mlm"][0].item() / terms["mlm"][1] == pytest.approx(model(**batch).loss.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("model_class", [BertForMaskedLM, BertForPreTraining])
+def test_mlm_sum_takes_one_cross_entropy_over_the_vocabulary(model_class, monkeypatch):
+    """The model's MLM mean times the count is the sum the loop needs: a second softmax over the (M, V) logits
+    would cost a few percent of a small model's step. The sum still equals the cross-entropy summed directly."""
+    model = tiny_model(model_class)
+    batch = stack([SyntheticPretraining(4, nsp=False)[i] for i in range(4)])
+    vocabulary_sized = []
+    cross_entropy = torch.nn.functional.cross_entropy
+
+    def counting(logits, *args, **kwargs):
+        vocabulary_sized.append(logits.shape[-1] == VOCAB)
+        return cross_entropy(logits, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", counting)
+    terms = PretrainingTask().loss_terms(model, batch)
+    assert sum(vocabulary_sized) == 1, f"{sum(vocabulary_sized)} cross-entropies over the vocabulary per batch"
+    output = model(**batch, masked_only=True)
+    targets = batch["labels"][batch["labels"] != -100]
+    direct = cross_entropy(output.masked_logits, targets, reduction="sum")
+    assert terms["mlm"][0].item() == pytest.approx(direct.item(), rel=1e-6), "the MLM sum is not the summed loss"
+
+
+def test_mlm_sum_of_a_batch_without_targets_is_zero():
+    model = tiny_model(BertForMaskedLM)
+    batch = stack([SyntheticPretraining(2, nsp=False)[i] for i in range(2)])
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    total, count = PretrainingTask().loss_terms(model, batch)["mlm"]
+    assert count == 0 and total.item() == 0.0, f"no targets should give a sum of 0 over 0, got {total} over {count}"
 
 
 def classification_batch(labels, **extra):
