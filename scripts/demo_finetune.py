@@ -97,7 +97,7 @@ def demo_finetuning(output_dir: str | Path, pretrained: str | Path, precision: s
         torch.set_num_threads(threads_before)
     margin = accuracies["pretrained"] - accuracies["random init"]
     print(f"pretraining on unlabelled reviews bought {margin * 100:+.1f} points over the same model from random "
-          f"initialisation (seed {seed}; docs/pretraining-recipe.md: 3 seeds, the rates chosen on validation)")
+          f"initialisation (seed {seed}; docs/pretraining-recipe.md: 5 paired seeds, the rates chosen on validation)")
     for prediction in Predictor.load(output_dir / "pretrained" / "final").predict(
             [{"text": text} for text in NEW_SENTENCES]):
         sentiment = "positive" if prediction["label"] == "1" else "negative"

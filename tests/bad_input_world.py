@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -128,9 +129,16 @@ def temporaries(folder: Path) -> list[str]:
 
 # -- real processes ---------------------------------------------------------------------------------------------
 def minibert_process(*argv: str, **kwargs) -> subprocess.Popen:
+    """A real `minibert` process, as a user's shell starts one: Ctrl-C (SIGINT) at its default even when the tests
+    run in the background, where the shell leaves SIGINT ignored and children inherit that (the interrupt tests
+    would then see a run that never stops)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "minibert", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_default, **kwargs)
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 60.0, what: str = "") -> None:
