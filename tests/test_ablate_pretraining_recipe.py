@@ -6,29 +6,14 @@ and every config is judged on the same kind of held-out set."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import sys
-from pathlib import Path
 
 from minibert.pretraining.examples import PretrainingOptions
 from minibert.pretraining.recipes import RECIPES
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_ablation():
-    spec = importlib.util.spec_from_file_location("ablate_pretraining_recipe", SCRIPTS / "ablate_pretraining_recipe.py")
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(module)  # the script puts scripts/ on sys.path itself (for pretraining_cloze)
-    finally:
-        sys.path[:] = path  # scripts/ holds modules named like test helpers: keep it off other tests' path
-    return module
+from script_loading import load_script
 
 
 def test_every_config_changes_known_settings_of_the_recipe():
-    ablation = load_ablation()
+    ablation = load_script("ablate_pretraining_recipe")
     for name, changes in ablation.CONFIGS.items():
         unknown = set(changes) - set(ablation.BASE)
         assert not unknown, f"config {name!r} sets {unknown}, which no run reads"
@@ -39,7 +24,7 @@ def test_every_config_changes_known_settings_of_the_recipe():
 
 
 def test_the_base_is_the_cpu_cloze_recipe():
-    ablation = load_ablation()
+    ablation = load_script("ablate_pretraining_recipe")
     cpu = RECIPES["cpu-cloze"]  # the recipe the ablation chose, named "cpu" then
     base = ablation.settings("cpu recipe")
     assert base["learning_rate"] == cpu.training["learning_rate"] and base["vocab_size"] == cpu.vocab_size
@@ -50,7 +35,7 @@ def test_the_base_is_the_cpu_cloze_recipe():
 
 
 def test_costs_are_shared_only_by_configs_with_the_same_arithmetic():
-    ablation = load_ablation()
+    ablation = load_script("ablate_pretraining_recipe")
     assert ablation.costed_as("BERT init") == "cpu recipe"
     assert ablation.costed_as("lr 2e-3") == "cpu recipe"
     assert ablation.costed_as("one-cycle (triangular)") == "cpu recipe"
@@ -59,7 +44,7 @@ def test_costs_are_shared_only_by_configs_with_the_same_arithmetic():
 
 
 def test_every_config_is_judged_on_the_same_kind_of_held_out_set():
-    ablation = load_ablation()
+    ablation = load_script("ablate_pretraining_recipe")
     judged = set()
     for name in ("cpu recipe", "with NSP", "mask 40%", "whole-word masking", "static masking"):
         options = ablation.held_out_options(ablation.data_options(ablation.settings(name)))

@@ -5,29 +5,15 @@ sentences, and the margin it prints is the difference of the two accuracies it r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from finetuning.test_run import classification_rows, make_checkpoint, write_csv
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location("demo_finetune", SCRIPTS / "demo_finetune.py")
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
-    return module
+from script_loading import load_script
 
 
 def reviews(path: Path) -> Path:
@@ -39,7 +25,7 @@ def reviews(path: Path) -> Path:
 
 
 def test_the_demo_compares_paired_arms_on_the_same_held_out_sentences(tmp_path, monkeypatch, capsys):
-    demo = load_demo()
+    demo = load_script("demo_finetune")
     pretrained = make_checkpoint(tmp_path / "pretrained", seed=3)
     reference = make_checkpoint(tmp_path / "reference", seed=4)
     monkeypatch.setattr(demo, "movie_reviews_csv", lambda: reviews(tmp_path / "reviews.csv"))

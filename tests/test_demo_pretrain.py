@@ -5,35 +5,21 @@ pretrain() is replaced by a recorder; nothing is trained here."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from minibert.pretraining.recipes import RECIPES
 from minibert.tokenizer import BertTokenizer
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from script_loading import load_script
 
 
 class Recorded(Exception):
     """Raised by the recorder: the demo stops once pretrain() has been called."""
 
 
-def load_demo():
-    spec = importlib.util.spec_from_file_location("demo_pretrain", SCRIPTS / "demo_pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    path = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = path
-    return module
-
-
 def test_the_demo_trains_the_cpu_recipe_with_its_initialisation(tmp_path, monkeypatch):
-    demo = load_demo()
+    demo = load_script("demo_pretrain")
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "of"]) + "\n", encoding="utf-8")
     monkeypatch.setattr(demo, "write_corpus", lambda path: Path(path))
@@ -61,9 +47,7 @@ def test_the_demo_trains_the_cpu_recipe_with_its_initialisation(tmp_path, monkey
 def test_the_pretraining_corpus_never_holds_a_held_out_sentence(tmp_path):
     """The unlabelled corpus is the IMDB reviews and the training side of rotten_tomatoes: none of the 853
     sentences the fine-tuning step (and `minibert compare`) tests on reaches pretraining."""
-    spec = importlib.util.spec_from_file_location("movie_review_corpus", SCRIPTS / "movie_review_corpus.py")
-    corpus = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(corpus)
+    corpus = load_script("movie_review_corpus")
     from minibert.finetuning.readers import read_examples
     from minibert.finetuning.run import split_off_validation
     path = corpus.write_corpus(tmp_path / "reviews.txt")
@@ -87,7 +71,7 @@ def test_the_demo_fills_its_cloze_sentences_with_a_real_model(tmp_path, capsys):
     from finetuning.test_run import TINY, VOCAB
     from minibert.config import BertConfig
     from minibert.model import BertForMaskedLM
-    demo = load_demo()
+    demo = load_script("demo_pretrain")
     (tmp_path / "vocab.txt").write_text("".join(token + "\n" for token in VOCAB), encoding="utf-8")
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(**TINY)).eval()

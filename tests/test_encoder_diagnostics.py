@@ -4,24 +4,14 @@ diagnostic gives one share per layer."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 from minibert.comparison.splits import make_splits, write_splits
 from minibert.finetuning.kinds import task_kind
 from minibert.finetuning.run import DataSpec
 
 from finetuning.test_run import TINY, classification_rows, make_checkpoint, write_csv
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "encoder_diagnostics.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("encoder_diagnostics", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loading import load_script
 
 
 def test_linear_probe_and_cls_attention(tmp_path, capsys):
@@ -29,7 +19,7 @@ def test_linear_probe_and_cls_attention(tmp_path, capsys):
     data = write_csv(tmp_path / "reviews.csv", classification_rows(160))
     write_splits(kind, make_splits(kind, data, DataSpec()), tmp_path / "splits")
     checkpoint = make_checkpoint(tmp_path / "model")
-    load_script().main([str(checkpoint), "--splits", str(tmp_path / "splits"), "--seeds", "0", "1",
+    load_script("encoder_diagnostics").main([str(checkpoint), "--splits", str(tmp_path / "splits"), "--seeds", "0", "1",
                         "--max-length", "24", "--linear-probe", "--cls-attention"])
     out = capsys.readouterr().out
     shares = re.search(r"by layer: pretrained (.*)", out).group(1).split(", ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -10,15 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from script_loading import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: gpu-check runs in full there")
@@ -38,7 +31,7 @@ def test_without_cuda_it_stops_with_one_line():
 def test_the_reason_names_the_build_or_the_missing_device(version, available, expected):
     fake = SimpleNamespace(__version__="2.13.0+cu128", version=SimpleNamespace(cuda=version),
                            cuda=SimpleNamespace(is_available=lambda: available))
-    problem = load_script().cuda_problem(fake)
+    problem = load_script("gpu_check").cuda_problem(fake)
     assert (problem is None) if expected is None else (expected in problem), problem
 
 
@@ -48,7 +41,7 @@ def test_the_pretraining_step_runs_under_torchrun_with_a_process_group(tmp_path)
     sentences = ["The river flows past the old mill.", "Children play in the park after school.",
                  "A storm closed the mountain road.", "The library opens at nine every morning."]
     corpus.write_text("\n".join(" ".join(sentences[(i + j) % 4] for j in range(3)) for i in range(40)) + "\n")
-    outcome = load_script().run_pretraining(240, device="cpu", corpus=corpus, steps=3, preset="tiny", batch_size=4,
+    outcome = load_script("gpu_check").run_pretraining(240, device="cpu", corpus=corpus, steps=3, preset="tiny", batch_size=4,
                                              seq=32, eval_fraction=0.2)
     assert outcome["ok"], f"{outcome['summary']}\n{outcome['tail']}"
     assert "process group gloo" in outcome["summary"] and outcome["last_records"], outcome["summary"]

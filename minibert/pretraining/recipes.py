@@ -47,12 +47,15 @@ class Recipe:
         return PretrainingOptions(**{**self.data, **given})
 
 
+# The model both CPU recipes train: 2 layers, hidden 128, 2 heads, feed-forward 512, no dropout.
+SMALL_MODEL = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
 RECIPES: dict[str, Recipe] = {
     "bert": Recipe("the original BERT settings (give a model size with --preset or --config)"),
     "cpu": Recipe(
         "a small BERT whose pretraining pays off downstream within minutes on a laptop CPU (docs/pretraining-recipe.md)",
-        model=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        model=SMALL_MODEL,
         data=dict(max_seq_length=128, nsp=False, dynamic_masking=True, dupe_factor=1),
         # 4,000 steps of 32 examples: pretraining (vocabulary, data, word vectors and training) within 15 minutes
         # on 2 cores of the CPU the docs name.
@@ -61,8 +64,7 @@ RECIPES: dict[str, Recipe] = {
         vocab_size=16384, init="distributional"),
     "cpu-cloze": Recipe(
         "a small BERT that learns the cloze within minutes on a laptop CPU (the earlier cpu recipe)",
-        model=dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        model=SMALL_MODEL,
         data=dict(max_seq_length=64, nsp=False, dynamic_masking=True, dupe_factor=1),
         # warmup_ratio 0.5: a triangular (one-cycle) schedule, linear up for half the run and down to 0; measured
         # 18.8% and 18.7% [MASK] accuracy (2 seeds) against 16.7-17.4% (3 seeds) with a 5% warm-up.
